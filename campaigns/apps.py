@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class CampaignsConfig(AppConfig):
+    """Broadcasts, drips and scheduled messages on django-q2 (to come)."""
+
+    name = "campaigns"
+    default_auto_field = "django.db.models.BigAutoField"

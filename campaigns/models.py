@@ -1,0 +1,1 @@
+"""Models of campaigns: built with the campaigns issue."""

@@ -1,0 +1,89 @@
+"""Fixtures shared by every app's tests: a workspace with an admin ("owner") and
+an agent, a second workspace ("outsider"), API clients logged in as each, and a
+clean rate-limit counter for every test."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import User
+from accounts.tests.factories import PASSWORD, AccountFactory, UserFactory
+
+
+def clear_cache() -> None:
+    # Redis: only this deployment's keys (KEY_PREFIX), never the whole database.
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(request):
+    """Rate-limit counters start at zero in every test that reaches the database
+    (the embedded cache lives there, and transactional tests don't roll it back)."""
+    names = request.fixturenames
+    if "transactional_db" in names or "live_server" in names:
+        request.getfixturevalue("transactional_db")
+    elif "db" in names or request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("db")
+    else:
+        return
+    clear_cache()
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def account(db):
+    return AccountFactory(name="Acme")
+
+
+@pytest.fixture
+def owner(account) -> User:
+    return UserFactory(account=account, email="owner@acme.test", name="Olivia Owner", role=User.Role.ADMIN)
+
+
+@pytest.fixture
+def agent(account) -> User:
+    return UserFactory(account=account, email="agent@acme.test", name="Aditya Agent", role=User.Role.AGENT)
+
+
+@pytest.fixture
+def other_account(db):
+    return AccountFactory(name="Globex")
+
+
+@pytest.fixture
+def outsider(other_account) -> User:
+    return UserFactory(account=other_account, email="admin@globex.test", name="Greta Globex", role=User.Role.ADMIN)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def bearer_client(user: User) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+@pytest.fixture
+def owner_client(owner) -> APIClient:
+    return bearer_client(owner)
+
+
+@pytest.fixture
+def agent_client(agent) -> APIClient:
+    return bearer_client(agent)
+
+
+@pytest.fixture
+def outsider_client(outsider) -> APIClient:
+    return bearer_client(outsider)

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.core import checks
+
+
+@checks.register(checks.Tags.compatibility)
+def check_task_queue(app_configs, **kwargs):
+    """django-q2 re-queues a task still running after `retry` seconds: a send would
+    go out twice. `retry` must exceed `timeout`."""
+    q = settings.Q_CLUSTER
+    errors = []
+    if q["retry"] <= q["timeout"]:
+        errors.append(
+            checks.Error(
+                f"Q_CLUSTER retry ({q['retry']}s) must be greater than timeout ({q['timeout']}s)",
+                hint="Set Q_RETRY above Q_TIMEOUT.",
+                id="heroshhi.E001",
+            )
+        )
+    if q.get("max_attempts", 0) < 1:
+        errors.append(checks.Error("Q_CLUSTER max_attempts must be at least 1", id="heroshhi.E002"))
+    return errors
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_field_encryption_key(app_configs, **kwargs):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from heroshhi import crypto
+
+    try:
+        crypto.check_keys()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="heroshhi.E003")]
+    return []

@@ -1,0 +1,1 @@
+"""Models of messaging: built with the WhatsApp messaging issue."""
