@@ -114,6 +114,9 @@ class ResetPasswordView(_PublicAuthView):
 
 
 class RefreshView(_PublicAuthView):
+    # Token holders, not password guessers: a refresh token can't be guessed.
+    throttle_classes = (StandardRateThrottle,)
+
     @extend_schema(
         tags=["auth"],
         summary="Exchange a refresh token for a new token pair",
@@ -127,6 +130,8 @@ class RefreshView(_PublicAuthView):
 
 
 class LogoutView(_PublicAuthView):
+    throttle_classes = (StandardRateThrottle,)
+
     @extend_schema(
         tags=["auth"],
         summary="Revoke a refresh token",
