@@ -4,7 +4,10 @@ password pages the reset email links to.
 Each route serves an HTML form to browsers and JSON to API clients: a request with
 a JSON body (or asking only for JSON) gets a JSON answer and the session cookie.
 Form posts go through Django's CSRF check; JSON bodies can't be sent cross-site
-without a CORS preflight, which only FRONTEND_ORIGINS pass, so they skip it.
+without a CORS preflight, which only FRONTEND_ORIGINS pass, so they skip it. Only a
+Content-Type of exactly application/json counts: a JSON-looking text/plain body, a
+media-type parameter naming JSON or an Accept header are all a hostile page can send
+freely, so such requests get the JSON answer but keep the CSRF check.
 """
 
 import json
@@ -35,7 +38,7 @@ def _json_payload(request: HttpRequest) -> dict:
         payload = json.loads(request.body or b"{}")
     except RequestDataTooBig:
         raise _BadBody(error_response(413)) from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise _BadBody(error_response(400, "INVALID_JSON", "The body is not valid JSON.")) from None
     if not isinstance(payload, dict):
         raise _BadBody(error_response(400, "VALIDATION_ERROR", "The body must be a JSON object."))
@@ -64,6 +67,14 @@ def _user_json(user) -> dict:
     return UserOutputSerializer(user).data
 
 
+def _json_view(request: HttpRequest, view):
+    """``view`` without a CSRF check only for a real application/json body (which needs
+    a CORS preflight cross-site); with it for anything else asking for JSON."""
+    if request.content_type == "application/json":
+        return view(request)
+    return csrf_protect(view)(request)
+
+
 def _safe_next(request: HttpRequest) -> str:
     from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -77,7 +88,7 @@ def _safe_next(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and wants_json(request):
-        return _login_json(request)
+        return _json_view(request, _login_json)
     return _login_html(request)
 
 
@@ -130,7 +141,7 @@ def _login_html(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def register_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and wants_json(request):
-        return _register_json(request)
+        return _json_view(request, _register_json)
     return _register_html(request)
 
 

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -72,6 +72,17 @@ def error_response(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, but a body nested too deeply for Python's decoder (a few
+    kilobytes of ``[[[[…``) is a 400 like any other malformed JSON, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -258,7 +269,8 @@ class PageLimitPagination(PageNumberPagination):
 
 
 class ErrorEnvelopeSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=False)
+    # No default: a field with one is optional in the schema, and every error has it.
+    success = serializers.BooleanField(help_text="Always false.")
     message = serializers.CharField(help_text="Human-readable description.")
     error = serializers.CharField(
         help_text="Stable machine code: VALIDATION_ERROR, NOT_AUTHENTICATED, TOKEN_INVALID, "

@@ -18,9 +18,12 @@ class ApiErrorMiddleware:
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             shaped = error_response(response.status_code)
-            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-                if header in response:
-                    shaped[header] = response[header]
+            # Only the body changes: the headers the inner layers added (security
+            # headers, CORS, Allow, Retry-After, WWW-Authenticate, Vary) and cookies stay.
+            for header, value in response.items():
+                if header.lower() not in ("content-type", "content-length"):
+                    shaped[header] = value
+            shaped.cookies = response.cookies
             return shaped
         return response
 
@@ -30,7 +33,11 @@ class RequestSizeLimitMiddleware:
 
     DRF's parsers read the request stream directly, so Django's
     DATA_UPLOAD_MAX_MEMORY_SIZE does not guard JSON bodies; this does. File
-    uploads (multipart) get their own, larger limit."""
+    uploads (multipart) get their own, larger limit.
+
+    It is the last middleware: no middleware reads the body before the views (CSRF
+    reads it in process_view, which runs after this), and its 413 then passes out
+    through every other one and gets the security and CORS headers."""
 
     def __init__(self, get_response):
         self.get_response = get_response

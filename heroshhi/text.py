@@ -2,6 +2,8 @@ import html
 
 import nh3
 
+_MAX_PASSES = 10
+
 
 def clean_text(value: str | None) -> str:
     """Plain text from user input: HTML tags dropped (script and style with their
@@ -9,4 +11,13 @@ def clean_text(value: str | None) -> str:
     escaped again wherever it is rendered."""
     if not value:
         return ""
-    return html.unescape(nh3.clean(str(value), tags=set())).strip()
+    text = str(value)
+    # Unescaping can uncover markup that was entity-encoded ("&lt;script&gt;"), so
+    # clean again until nothing changes.
+    for _ in range(_MAX_PASSES):
+        cleaned = html.unescape(nh3.clean(text, tags=set()))
+        if cleaned == text:
+            return cleaned.strip()
+        text = cleaned
+    # Encoded deeper than any real text is: keep no angle bracket at all.
+    return text.replace("<", "").replace(">", "").strip()

@@ -202,7 +202,11 @@ class TwoFactorDisableView(_TwoFactorCodeView):
         return Response({"success": True, "message": "Two-factor authentication is off."})
 
 
-@extend_schema(tags=["team"], summary="The users of the account", responses={200: s.TeamMemberOutputSerializer})
+@extend_schema(
+    tags=["team"],
+    summary="The users of the account (to pick an assignee)",
+    responses={200: s.TeamMemberOutputSerializer(many=True), **error_responses(400, 401, 429)},
+)
 class TeamListView(ListAPIView):
     serializer_class = s.TeamMemberOutputSerializer
 
