@@ -17,7 +17,9 @@ from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
@@ -45,7 +47,11 @@ def _json_payload(request: HttpRequest) -> dict:
     # HeyDoc clients may call the login name "username".
     if "email" not in payload and "username" in payload:
         payload["email"] = payload["username"]
-    return {key: value if isinstance(value, str) else "" if value is None else value for key, value in payload.items()}
+    wrong_type = {key: ["Must be a string."] for key, value in payload.items() if not isinstance(value, str | None)}
+    if wrong_type:
+        field = next(iter(wrong_type))
+        raise _BadBody(error_response(400, "VALIDATION_ERROR", f"{field}: Must be a string.", errors=wrong_type))
+    return {key: value or "" for key, value in payload.items()}
 
 
 def _form_errors_response(form) -> JsonResponse:
@@ -63,6 +69,23 @@ def _rate_limited_json(retry_after: int) -> JsonResponse:
     )
 
 
+def _form_rate_limited(request: HttpRequest, form) -> bool:
+    """Counts a form post against the auth budget; over it, the form says so."""
+    usage = rate_limit_hit(request, "auth")
+    if usage.limited:
+        form.add_error(None, f"Too many attempts. Try again in {usage.retry_after // 60 + 1} minutes.")
+    return usage.limited
+
+
+def _form_status(form, limited: bool) -> int:
+    return 429 if limited else 400 if form.is_bound and form.errors else 200
+
+
+def _json_rate_limited(request: HttpRequest) -> JsonResponse | None:
+    usage = rate_limit_hit(request, "auth")
+    return _rate_limited_json(usage.retry_after) if usage.limited else None
+
+
 def _user_json(user) -> dict:
     return UserOutputSerializer(user).data
 
@@ -76,8 +99,6 @@ def _json_view(request: HttpRequest, view):
 
 
 def _safe_next(request: HttpRequest) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
     target = request.POST.get("next") or request.GET.get("next") or "/"
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
@@ -93,9 +114,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
 
 def _login_json(request: HttpRequest) -> JsonResponse:
-    usage = rate_limit_hit(request, "auth")
-    if usage.limited:
-        return _rate_limited_json(usage.retry_after)
+    if limited := _json_rate_limited(request):
+        return limited
     try:
         form = forms.LoginForm(_json_payload(request))
     except _BadBody as bad:
@@ -107,8 +127,6 @@ def _login_json(request: HttpRequest) -> JsonResponse:
     except DomainError as exc:
         return error_response(exc.status_code, exc.code, exc.message)
     login(request, user)
-    from django.middleware.csrf import get_token
-
     get_token(request)  # sets the csrftoken cookie the client echoes in X-CSRFToken
     return JsonResponse({"success": True, "message": "Login successful", "user": _user_json(user)})
 
@@ -116,25 +134,19 @@ def _login_json(request: HttpRequest) -> JsonResponse:
 @csrf_protect
 def _login_html(request: HttpRequest) -> HttpResponse:
     form = forms.LoginForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        usage = rate_limit_hit(request, "auth")
-        if usage.limited:
-            form.add_error(None, f"Too many attempts. Try again in {usage.retry_after // 60 + 1} minutes.")
-            status = 429
-        elif form.is_valid():
-            try:
-                user = services.session_check_login(**form.cleaned_data, request=request)
-            except services.TwoFactorRequired as exc:
-                form.add_error("code", exc.message)
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
-                login(request, user)
-                return redirect(_safe_next(request))
-        if form.errors and status == 200:
-            status = 400
-    return render(request, "accounts/login.html", {"form": form, "next": _safe_next(request)}, status=status)
+    limited = request.method == "POST" and _form_rate_limited(request, form)
+    if request.method == "POST" and not limited and form.is_valid():
+        try:
+            user = services.session_check_login(**form.cleaned_data, request=request)
+        except services.TwoFactorRequired as exc:
+            form.add_error("code", exc.message)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            login(request, user)
+            return redirect(_safe_next(request))
+    context = {"form": form, "next": _safe_next(request)}
+    return render(request, "accounts/login.html", context, status=_form_status(form, limited))
 
 
 @csrf_exempt
@@ -146,9 +158,8 @@ def register_view(request: HttpRequest) -> HttpResponse:
 
 
 def _register_json(request: HttpRequest) -> JsonResponse:
-    usage = rate_limit_hit(request, "auth")
-    if usage.limited:
-        return _rate_limited_json(usage.retry_after)
+    if limited := _json_rate_limited(request):
+        return limited
     try:
         payload = _json_payload(request)
     except _BadBody as bad:
@@ -158,17 +169,10 @@ def _register_json(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         return _form_errors_response(form)
     try:
-        user = services.account_signup(
-            name=form.cleaned_data["name"],
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password"],
-            company_name=form.cleaned_data["company"],
-        )
+        user = _signup(form)
     except DomainError as exc:
         return error_response(exc.status_code, exc.code, exc.message, errors=exc.errors)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    from django.middleware.csrf import get_token
-
     get_token(request)
     return JsonResponse({"success": True, "message": "Registration successful", "user": _user_json(user)}, status=201)
 
@@ -176,31 +180,28 @@ def _register_json(request: HttpRequest) -> JsonResponse:
 @csrf_protect
 def _register_html(request: HttpRequest) -> HttpResponse:
     form = forms.RegisterForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        usage = rate_limit_hit(request, "auth")
-        if usage.limited:
-            form.add_error(None, f"Too many attempts. Try again in {usage.retry_after // 60 + 1} minutes.")
-            status = 429
-        elif form.is_valid():
-            try:
-                user = services.account_signup(
-                    name=form.cleaned_data["name"],
-                    email=form.cleaned_data["email"],
-                    password=form.cleaned_data["password"],
-                    company_name=form.cleaned_data["company"],
-                )
-            except DomainError as exc:
-                for field, errs in (exc.errors or {None: [exc.message]}).items():
-                    for err in errs:
-                        form.add_error(field if field in form.fields else None, err)
-            else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                messages.success(request, f"Welcome to Heroshhi, {user.name or user.email}.")
-                return redirect("/")
-        if form.errors and status == 200:
-            status = 400
-    return render(request, "accounts/register.html", {"form": form}, status=status)
+    limited = request.method == "POST" and _form_rate_limited(request, form)
+    if request.method == "POST" and not limited and form.is_valid():
+        try:
+            user = _signup(form)
+        except DomainError as exc:
+            for field, errs in (exc.errors or {None: [exc.message]}).items():
+                for err in errs:
+                    form.add_error(field if field in form.fields else None, err)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome to Heroshhi, {user.name or user.email}.")
+            return redirect("/")
+    return render(request, "accounts/register.html", {"form": form}, status=_form_status(form, limited))
+
+
+def _signup(form: forms.RegisterForm):
+    return services.account_signup(
+        name=form.cleaned_data["name"],
+        email=form.cleaned_data["email"],
+        password=form.cleaned_data["password"],
+        company_name=form.cleaned_data["company"],
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -217,34 +218,28 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def forgot_password_view(request: HttpRequest) -> HttpResponse:
     form = forms.ForgotPasswordForm(request.POST or None)
-    if request.method == "POST":
-        usage = rate_limit_hit(request, "auth")
-        if usage.limited:
-            form.add_error(None, f"Too many attempts. Try again in {usage.retry_after // 60 + 1} minutes.")
-        elif form.is_valid():
-            services.password_reset_request(email=form.cleaned_data["email"])
-            messages.info(request, "If an account exists for this email, a reset link has been sent.")
-            return redirect("/login")
-    return render(request, "accounts/forgot_password.html", {"form": form})
+    limited = request.method == "POST" and _form_rate_limited(request, form)
+    if request.method == "POST" and not limited and form.is_valid():
+        services.password_reset_request(email=form.cleaned_data["email"])
+        messages.info(request, "If an account exists for this email, a reset link has been sent.")
+        return redirect("/login")
+    return render(request, "accounts/forgot_password.html", {"form": form}, status=_form_status(form, limited))
 
 
 @require_http_methods(["GET", "POST"])
 def reset_password_view(request: HttpRequest) -> HttpResponse:
     form = forms.ResetPasswordForm(request.POST or None, initial={"token": request.GET.get("token", "")})
-    if request.method == "POST":
-        usage = rate_limit_hit(request, "auth")
-        if usage.limited:
-            form.add_error(None, f"Too many attempts. Try again in {usage.retry_after // 60 + 1} minutes.")
-        elif form.is_valid():
-            try:
-                services.password_reset_confirm(**form.cleaned_data)
-            except DomainError as exc:
-                field = "password" if exc.errors and "password" in exc.errors else None
-                form.add_error(field, exc.message)
-            else:
-                messages.success(request, "Your password has been reset. You can log in now.")
-                return redirect("/login")
-    return render(request, "accounts/reset_password.html", {"form": form})
+    limited = request.method == "POST" and _form_rate_limited(request, form)
+    if request.method == "POST" and not limited and form.is_valid():
+        try:
+            services.password_reset_confirm(**form.cleaned_data)
+        except DomainError as exc:
+            field = "password" if exc.errors and "password" in exc.errors else None
+            form.add_error(field, exc.message)
+        else:
+            messages.success(request, "Your password has been reset. You can log in now.")
+            return redirect("/login")
+    return render(request, "accounts/reset_password.html", {"form": form}, status=_form_status(form, limited))
 
 
 @login_required

@@ -282,7 +282,7 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
 
 
 class SuccessSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=True)
+    success = serializers.BooleanField(help_text="Always true.")
     message = serializers.CharField(required=False)
 
 

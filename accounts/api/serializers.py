@@ -38,7 +38,7 @@ class LoginInputSerializer(serializers.Serializer):
 
 
 class LoginOutputSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=True)
+    success = serializers.BooleanField(help_text="Always true.")
     token = serializers.CharField(required=False, help_text="JWT access token (15 minutes).")
     refreshToken = serializers.CharField(required=False, help_text="Refresh token; rotates on each use.")
     requires2FA = serializers.BooleanField(required=False, help_text="True when a TOTP code is needed.")
@@ -72,7 +72,7 @@ class RefreshInputSerializer(serializers.Serializer):
 
 
 class TokenPairOutputSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=True)
+    success = serializers.BooleanField(help_text="Always true.")
     token = serializers.CharField()
     refreshToken = serializers.CharField()
 
@@ -82,11 +82,11 @@ class TwoFactorCodeInputSerializer(serializers.Serializer):
 
 
 class TwoFactorSetupOutputSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=True)
+    success = serializers.BooleanField(help_text="Always true.")
     secret = serializers.CharField(help_text="Base32 TOTP secret, for manual entry.")
     provisioningUri = serializers.CharField(help_text="otpauth:// URI to show as a QR code.")
 
 
 class MeOutputSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=True)
+    success = serializers.BooleanField(help_text="Always true.")
     user = UserOutputSerializer()

@@ -455,7 +455,7 @@ def test_the_reset_page_sets_a_new_password(browser, owner, password, mailoutbox
         {"token": token, "password": "Another-Secret-1234"},
         page=f"/reset-password?token={token}",
     )
-    assert again.status_code == 200
+    assert again.status_code == 400
     assert "invalid or has expired" in again.content.decode()
     owner.refresh_from_db()
     assert owner.check_password(NEW_PASSWORD)
@@ -490,3 +490,14 @@ def test_the_reset_page_refuses_a_weak_password(browser, owner, password, mailou
     assert 'class="field-error"' in r.content.decode()
     owner.refresh_from_db()
     assert owner.check_password(password)
+
+
+@pytest.mark.parametrize("value", [{}, [], 123, True])
+def test_session_login_refuses_non_string_fields(value, owner):
+    r = Client().post("/login", {"email": owner.email, "password": value}, content_type="application/json")
+
+    assert r.status_code == 400
+    body = r.json()
+    assert body["error"] == "VALIDATION_ERROR"
+    assert body["errors"] == {"password": ["Must be a string."]}
+    assert "_auth_user_id" not in Client().session

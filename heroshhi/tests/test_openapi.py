@@ -226,3 +226,15 @@ def test_docs_script_points_to_the_local_schema(client, docs_page):
         for found in re.findall(r"https?://[^\s\"'`)]+", text):
             assert urlsplit(found).hostname in {"testserver", None}, found
         assert "/api/schema" in text
+
+
+def test_every_answer_shape_with_success_requires_it(schema):
+    """Clients branch on `success`: every schema that has it must promise it."""
+    shapes = {
+        name: component
+        for name, component in schema["components"]["schemas"].items()
+        if "success" in component.get("properties", {})
+    }
+
+    assert {"ErrorEnvelope", "LoginOutput", "Success"} <= set(shapes)
+    assert [name for name, component in shapes.items() if "success" not in component.get("required", [])] == []
