@@ -238,3 +238,11 @@ def test_every_answer_shape_with_success_requires_it(schema):
 
     assert {"ErrorEnvelope", "LoginOutput", "Success"} <= set(shapes)
     assert [name for name, component in shapes.items() if "success" not in component.get("required", [])] == []
+
+
+def test_docs_page_has_no_inline_style_the_csp_would_block(client):
+    page = client.get("/api/docs/")
+
+    assert page.status_code == 200
+    assert "<style" not in page.content.decode()
+    assert "style-src 'self'" in page["Content-Security-Policy"]
