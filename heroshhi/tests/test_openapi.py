@@ -240,7 +240,7 @@ def test_every_answer_shape_with_success_requires_it(schema):
     assert [name for name, component in shapes.items() if "success" not in component.get("required", [])] == []
 
 
-def test_docs_page_has_no_inline_style_the_csp_would_block(client):
+def test_docs_page_has_no_inline_style_the_csp_would_block(client, db):
     page = client.get("/api/docs/")
 
     assert page.status_code == 200
