@@ -16,6 +16,13 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a known time zone.")
 
 
+def validate_region(value: str) -> None:
+    import phonenumbers
+
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(f"{value!r} is not a known region code (e.g. IN, US, GB).")
+
+
 class Account(models.Model):
     """A company workspace: owns every user, lead, message and campaign in it.
 
@@ -24,6 +31,17 @@ class Account(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    default_country = models.CharField(
+        max_length=2,
+        default="IN",
+        validators=[validate_region],
+        help_text="ISO 3166 region used to read phone numbers written without a country code.",
+    )
+    webhook_secret = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="When set, the lead-ingestion webhook requires it in the X-Webhook-Secret header.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

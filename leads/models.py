@@ -1,11 +1,27 @@
-"""First cut of the Lead: what the foundation's demo data needs. The leads issue
-extends it (tags, engagements, opt-out details, indexes for every filter)."""
-
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+hex_color = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a hex colour such as #ff4444.")
+
+
+class Tag(models.Model):
+    """A label shared by leads and HeyDoc contacts. Integer ids, as HeyDoc shows them."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+    color = models.CharField(max_length=7, default="#6b7280", validators=[hex_color])
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="leads_tag_account_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Lead(models.Model):
@@ -34,18 +50,56 @@ class Lead(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="assigned_leads"
     )
     is_opted_out = models.BooleanField(default=False)
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    opt_out_reason = models.CharField(max_length=200, blank=True)
+    tags = models.ManyToManyField(Tag, related_name="leads", blank=True)
     notes = models.TextField(blank=True)
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_outbound_at = models.DateTimeField(null=True, blank=True)
+    # Latest message either way: orders HeyDoc's contact list without a subquery sort.
+    last_message_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["account", "phone"], name="leads_lead_account_phone_unique")]
+        # One index per filter of the list, each led by the account (every query is scoped).
         indexes = [
             models.Index(fields=["account", "-created_at"], name="leads_lead_account_created"),
             models.Index(fields=["account", "status"], name="leads_lead_account_status"),
+            models.Index(fields=["account", "segment"], name="leads_lead_account_segment"),
+            models.Index(fields=["account", "source"], name="leads_lead_account_source"),
             models.Index(fields=["account", "assigned_to"], name="leads_lead_account_assignee"),
+            models.Index(fields=["account", "is_opted_out"], name="leads_lead_account_optout"),
+            models.Index(fields=["account", "email"], name="leads_lead_account_email"),
+            models.Index(fields=["account", "-last_message_at"], name="leads_lead_account_lastmsg"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.phone})"
+
+
+class Engagement(models.Model):
+    class Type(models.TextChoices):
+        CALL = "call", "Call"
+        EMAIL = "email", "Email"
+        MEETING = "meeting", "Meeting"
+        NOTE = "note", "Note"
+        WHATSAPP = "whatsapp", "WhatsApp"
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="engagements")
+    type = models.CharField(max_length=10, choices=Type.choices)
+    notes = models.TextField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="engagements"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["lead", "-at"], name="leads_engagement_lead_at")]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} with {self.lead_id} at {self.at:%Y-%m-%d %H:%M}"

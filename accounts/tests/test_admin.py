@@ -175,14 +175,18 @@ def test_createsuperuser_works_without_naming_an_account(monkeypatch, password):
 
 
 def test_a_superuser_can_add_an_account(staff_browser):
-    r = staff_browser.post("/admin/accounts/account/add/", {"name": "Initech", "time_zone": "Asia/Kolkata"})
+    r = staff_browser.post(
+        "/admin/accounts/account/add/", {"name": "Initech", "time_zone": "Asia/Kolkata", "default_country": "IN"}
+    )
 
     assert r.status_code == 302
     assert Account.objects.get(name="Initech").time_zone == "Asia/Kolkata"
 
 
 def test_an_unknown_time_zone_is_refused_in_the_admin(staff_browser):
-    r = staff_browser.post("/admin/accounts/account/add/", {"name": "Initech", "time_zone": "Mars/Olympus"})
+    r = staff_browser.post(
+        "/admin/accounts/account/add/", {"name": "Initech", "time_zone": "Mars/Olympus", "default_country": "IN"}
+    )
 
     assert r.status_code == 200
     assert not Account.objects.filter(name="Initech").exists()
@@ -197,6 +201,9 @@ def test_a_superuser_can_add_a_lead(staff_browser, owner):
             "phone": "+919876543211",
             "status": "pending",
             "segment": "warm",
+            # The engagements inline's management form.
+            "engagements-TOTAL_FORMS": "0",
+            "engagements-INITIAL_FORMS": "0",
         },
     )
 
