@@ -16,5 +16,6 @@ urlpatterns = [
     *api_path("api/schema", SpectacularAPIView.as_view(), "api-schema"),
     *api_path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), "api-docs"),
     path("api/", include("accounts.api.urls")),
+    path("api/", include("leads.api.urls")),
     path("", include("accounts.urls")),
 ]
