@@ -1,11 +1,15 @@
 """Demo data for the embedded shape (make run): an account, an admin, an agent and
 some leads. Idempotent: running it again changes nothing and duplicates nothing."""
 
+from datetime import timedelta
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Account, User
-from leads.models import Lead
+from leads.models import Lead, Tag
+from messaging.models import Message
 
 DEMO_ACCOUNT = "Acme Demo"
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 (printed at start: demo data only)
@@ -22,6 +26,23 @@ DEMO_LEADS = [
     ("Vikram Singh", "+919876543215", "", "Walk-in", "cold", "pending", None),
     ("Neha Kapoor", "+919876543216", "neha@example.com", "Website Form", "warm", "pending", None),
     ("Rohan Das", "+919876543217", "", "Facebook Ad", "cold", "contacted", "agent"),
+]
+
+
+DEMO_TAGS = [("VIP", "#d97706"), ("Follow-up", "#2563eb")]
+DEMO_LEAD_TAGS = {"+919876543210": ["VIP"], "+919876543212": ["VIP", "Follow-up"], "+919876543211": ["Follow-up"]}
+# (phone, [(direction, body, minutes ago, read by the team)])
+DEMO_CONVERSATIONS = [
+    (
+        "+919876543210",
+        [
+            ("inbound", "Hi, is the 2BHK in Whitefield still available?", 95, True),
+            ("outbound", "Hello Priya! Yes, it is. Would you like to visit this weekend?", 90, True),
+            ("inbound", "Saturday 11am works for me.", 12, False),
+        ],
+    ),
+    ("+919876543211", [("inbound", "Please send the price list.", 240, False)]),
+    ("+919876543212", [("outbound", "Thanks for your interest, Meera. Our brochure is attached.", 1440, True)]),
 ]
 
 
@@ -55,8 +76,43 @@ class Command(BaseCommand):
                 if phone not in existing
             ]
         )
+        self._tags_and_conversations(account)
         self.stdout.write(
             f"Demo workspace: {account.name} (account id / webhook userId: {account.id})\n"
             f"  admin  {DEMO_USERS[0][0]} / {DEMO_PASSWORD}\n"
             f"  agent  {DEMO_USERS[1][0]} / {DEMO_PASSWORD}"
         )
+
+    def _tags_and_conversations(self, account: Account) -> None:
+        tags = {}
+        for name, color in DEMO_TAGS:
+            tags[name], _ = Tag.objects.get_or_create(account=account, name=name, defaults={"color": color})
+        leads = {lead.phone: lead for lead in Lead.objects.filter(account=account, phone__in=DEMO_LEAD_TAGS)}
+        for phone, names in DEMO_LEAD_TAGS.items():
+            if phone in leads:
+                leads[phone].tags.add(*(tags[name] for name in names))
+        talked = set(Message.objects.filter(account=account).values_list("lead__phone", flat=True))
+        now = timezone.now()
+        for phone, conversation in DEMO_CONVERSATIONS:
+            lead = Lead.objects.filter(account=account, phone=phone).first()
+            if lead is None or phone in talked:
+                continue
+            for direction, body, minutes_ago, seen in conversation:
+                at = now - timedelta(minutes=minutes_ago)
+                outbound = direction == Message.Direction.OUTBOUND
+                Message.objects.create(
+                    account=account,
+                    lead=lead,
+                    direction=direction,
+                    body=body,
+                    status=Message.Status.READ if outbound else Message.Status.DELIVERED,
+                    is_read=seen,
+                    created_at=at,
+                    sent_at=at if outbound else None,
+                )
+                lead.last_message_at = at
+                if outbound:
+                    lead.last_outbound_at = at
+                else:
+                    lead.last_inbound_at = at
+            lead.save(update_fields=["last_message_at", "last_inbound_at", "last_outbound_at"])
