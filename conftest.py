@@ -87,3 +87,39 @@ def agent_client(agent) -> APIClient:
 @pytest.fixture
 def outsider_client(outsider) -> APIClient:
     return bearer_client(outsider)
+
+
+@pytest.fixture(scope="session")
+def _graph_server():
+    from tests.fake_graph import FakeGraphServer
+
+    server = FakeGraphServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_graph(_graph_server, settings):
+    """The fake Graph API on 127.0.0.1, fresh for the test, and the settings pointing
+    the real Cloud API client at it."""
+    _graph_server.reset()
+    settings.WHATSAPP_GRAPH_URL = _graph_server.base_url
+    return _graph_server
+
+
+@pytest.fixture
+def whatsapp_connection(fake_graph, account):
+    """A Cloud API connection of the owner's account, known to the fake Graph API."""
+    from messaging.models import WhatsAppConnection
+    from messaging.services import verify_token_digest
+
+    fake_graph.add_phone_number("1001", display="+1 555-010-1001", name="Acme Sales")
+    return WhatsAppConnection.objects.create(
+        account=account,
+        phone_number_id="1001",
+        waba_id="2002",
+        display_phone_number="+1 555-010-1001",
+        access_token=fake_graph.state.access_token,
+        app_secret="test-app-secret",
+        verify_token_hash=verify_token_digest("test-verify-token"),
+    )

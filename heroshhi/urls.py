@@ -17,5 +17,6 @@ urlpatterns = [
     *api_path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), "api-docs"),
     path("api/", include("accounts.api.urls")),
     path("api/", include("leads.api.urls")),
+    path("api/", include("messaging.api.urls")),
     path("", include("accounts.urls")),
 ]
