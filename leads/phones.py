@@ -26,6 +26,10 @@ def to_e164(raw: str, default_region: str) -> str:
         raise InvalidPhone("Phone number is required.")
     if len(text) > 40:
         raise InvalidPhone("Phone number is too long.")
+    # phonenumbers reads letters as a keypad's digits ("98765abcde" → +919876522233):
+    # a WhatsApp number has none, so a phone with letters is refused, not invented.
+    if any(ch.isalpha() for ch in text):
+        raise InvalidPhone("A phone number has only digits, spaces, +, - and brackets.")
     candidates: list[tuple[str, str | None]]
     if text.startswith(("+", "00")):
         candidates = [("+" + text.lstrip("+")[2:] if text.startswith("00") else text, None)]

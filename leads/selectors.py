@@ -131,8 +131,13 @@ def tag_get_for_filter(*, account_id, tag: str) -> Tag:
     return found
 
 
-def tag_list(*, account_id) -> QuerySet[Tag]:
-    return Tag.objects.filter(account_id=account_id).annotate(lead_count=Count("leads")).order_by("name")
+def tag_list(*, user: User) -> QuerySet[Tag]:
+    """The account's tags, each with the number of its leads the user can see."""
+    visible = Q()
+    if not user.is_account_admin:
+        visible = Q(leads__assigned_to=user) | Q(leads__assigned_to__isnull=True)
+    tags = Tag.objects.filter(account_id=user.account_id)
+    return tags.annotate(lead_count=Count("leads", filter=visible, distinct=True)).order_by("name")
 
 
 def tag_get(*, account_id, tag_id) -> Tag:

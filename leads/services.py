@@ -115,7 +115,11 @@ def tag_update(*, tag: Tag, name: str | None = None, color: str | None = None) -
         tag.name = name
     if color is not None:
         tag.color = color
-    tag.save(update_fields=["name", "color"])
+    try:
+        with transaction.atomic():
+            tag.save(update_fields=["name", "color"])
+    except IntegrityError:  # renamed to the same name at the same moment
+        raise _invalid("name", "A tag with this name already exists.") from None
     return tag
 
 

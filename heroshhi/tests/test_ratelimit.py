@@ -89,10 +89,10 @@ def test_two_server_processes_share_one_counter():
         statuses = []
         for base in [first, second, first, second, first]:
             answer = requests.post(
-                f"{base}/api/auth/login", json={"email": user.email, "password": "wrong"}, timeout=10
+                f"{base}/api/auth/login", json={"email": user.email, "password": "wrong"}, timeout=30
             )
             statuses.append(answer.status_code)
-        sixth = requests.post(f"{second}/api/auth/login", json={"email": user.email, "password": PASSWORD}, timeout=10)
+        sixth = requests.post(f"{second}/api/auth/login", json={"email": user.email, "password": PASSWORD}, timeout=30)
 
     assert statuses == [401] * 5
     assert sixth.status_code == 429
@@ -106,10 +106,10 @@ def test_a_token_from_one_process_works_on_another_and_debug_is_off():
     user = UserFactory(email="roaming@example.com")
     with gunicorn_server() as first, gunicorn_server() as second:
         token = requests.post(
-            f"{first}/api/auth/login", json={"email": user.email, "password": PASSWORD}, timeout=10
+            f"{first}/api/auth/login", json={"email": user.email, "password": PASSWORD}, timeout=30
         ).json()["token"]
-        me = requests.get(f"{second}/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        missing = requests.get(f"{second}/api/missing", timeout=10)
+        me = requests.get(f"{second}/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        missing = requests.get(f"{second}/api/missing", timeout=30)
 
     assert me.status_code == 200
     assert me.json()["user"]["email"] == user.email

@@ -180,9 +180,18 @@ class LeadFilterSerializer(serializers.Serializer):
     search = serializers.CharField(max_length=200, required=False, help_text="Matches name, phone or email.")
 
     def _moment(self, value: str):
-        moment = parse_datetime(value) or parse_date(value)
+        # A bare date first: parse_datetime reads "2026-01-31" as midnight, which would
+        # make createdTo=2026-01-31 stop at the start of the day instead of its end.
+        # Well-formed but impossible values ("2026-13-45") raise ValueError: a 400 too.
+        try:
+            moment = parse_date(value) or parse_datetime(value)
+        except ValueError:
+            moment = None
         if moment is None:
             raise serializers.ValidationError("Use an ISO date (2026-01-31) or date-time.")
+        # Day boundaries are computed in the account's zone: keep clear of year 1 and 9999.
+        if not 1900 <= moment.year <= 2999:
+            raise serializers.ValidationError("Use a date between 1900 and 2999.")
         return moment
 
     def validate_createdFrom(self, value):
@@ -201,6 +210,16 @@ class BulkFieldsSerializer(serializers.Serializer):
     segment = serializers.ChoiceField(choices=Lead.Segment.choices, required=False, allow_blank=True)
     source = serializers.CharField(max_length=100, required=False, allow_blank=True)
     isOptedOut = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data):
+        # A field bulk-update can't set is refused, not silently dropped: a client sending
+        # {"status": "lost", "name": "…"} must not believe the names changed.
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                message = "Not a field bulk-update can set (status, segment, source, isOptedOut)."
+                raise serializers.ValidationError({key: [message] for key in unknown})
+        return super().to_internal_value(data)
 
 
 class BulkUpdateInputSerializer(BulkIdsSerializer):
@@ -240,9 +259,10 @@ class AnalyticsQuerySerializer(serializers.Serializer):
 class LeadWebhookInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     phone = serializers.CharField(max_length=40)
-    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
-    source = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    inquiry = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    # Form builders send null for a field left empty: it counts as empty (kept on update).
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True, allow_null=True)
+    source = serializers.CharField(max_length=100, required=False, allow_blank=True, allow_null=True)
+    inquiry = serializers.CharField(max_length=5000, required=False, allow_blank=True, allow_null=True)
     userId = serializers.UUIDField(help_text="Your account id (Settings → Webhook).")
 
 

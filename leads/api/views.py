@@ -3,7 +3,7 @@ tags, and HeyDoc's contacts. Views parse, call one service or selector, serializ
 
 import hmac
 import zoneinfo
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -16,12 +16,13 @@ from rest_framework.views import APIView
 
 from accounts.models import Account
 from heroshhi.api import PageLimitPagination, SuccessSerializer, error_responses
-from heroshhi.errors import DomainError, NotFound
+from heroshhi.errors import DomainError, NotFound, ValidationFailed
 from heroshhi.ratelimit import WebhookRateThrottle
 from leads import selectors, services
 from leads.api import serializers as s
 
 ENGAGEMENTS_ON_LEAD = 50
+ANALYTICS_EARLIEST, ANALYTICS_LATEST = date(1900, 1, 1), date(2999, 12, 31)
 
 
 def _validated(serializer_class, data, **kwargs) -> dict:
@@ -184,20 +185,22 @@ class LeadAnalyticsView(APIView):
         responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 429)},
     )
     def get(self, request):
-        query = _validated(
-            s.AnalyticsQuerySerializer,
-            {
-                key: value
-                for key, value in {
-                    "date_from": request.query_params.get("from"),
-                    "date_to": request.query_params.get("to"),
-                }.items()
-                if value
-            },
-        )
+        params = {"date_from": "from", "date_to": "to"}
+        given = {field: request.query_params.get(name) for field, name in params.items()}
+        serializer = s.AnalyticsQuerySerializer(data={field: value for field, value in given.items() if value})
+        if not serializer.is_valid():  # errors named as the client wrote them: from, to
+            raise drf_serializers.ValidationError({params.get(k, k): v for k, v in serializer.errors.items()})
+        query = serializer.validated_data
+        for field, name in params.items():
+            # Far-off dates overflow when turned into the account's day boundaries.
+            if query.get(field) and not ANALYTICS_EARLIEST <= query[field] <= ANALYTICS_LATEST:
+                message = f"Use a date between {ANALYTICS_EARLIEST} and {ANALYTICS_LATEST}."
+                raise ValidationFailed(f"{name}: {message}", errors={name: [message]})
         today = timezone.now().astimezone(zoneinfo.ZoneInfo(request.user.account.time_zone)).date()
         date_to = query.get("date_to") or today
         date_from = query.get("date_from") or date_to - timedelta(days=29)
+        if date_from > date_to:  # `from` alone, after today
+            raise ValidationFailed("from: Must not be after `to`.", errors={"from": ["Must not be after `to`."]})
         if (date_to - date_from).days > 366:
             date_from = date_to - timedelta(days=366)
         data = selectors.lead_analytics(user=request.user, date_from=date_from, date_to=date_to)
@@ -279,7 +282,7 @@ class TagListCreateView(APIView):
         responses={**_one("TagList", s.TagWithCountOutputSerializer(many=True)), **error_responses(401, 429)},
     )
     def get(self, request):
-        tags = selectors.tag_list(account_id=request.user.account_id)
+        tags = selectors.tag_list(user=request.user)
         return Response({"success": True, "data": s.TagWithCountOutputSerializer(tags, many=True).data})
 
     @extend_schema(
