@@ -21,6 +21,22 @@ def check_task_queue(app_configs, **kwargs):
     return errors
 
 
+@checks.register(checks.Tags.compatibility)
+def check_message_claim_timeout(app_configs, **kwargs):
+    """A worker may hold a message's send claim for up to Q_CLUSTER timeout seconds;
+    a claim younger than that must not be taken over, or the message goes out twice."""
+    claim, timeout = settings.MESSAGE_CLAIM_TIMEOUT, settings.Q_CLUSTER["timeout"]
+    if claim <= timeout:
+        return [
+            checks.Error(
+                f"MESSAGE_CLAIM_TIMEOUT ({claim}s) must be greater than the Q_CLUSTER timeout ({timeout}s)",
+                hint="Set MESSAGE_CLAIM_TIMEOUT above Q_TIMEOUT.",
+                id="heroshhi.E004",
+            )
+        ]
+    return []
+
+
 @checks.register(checks.Tags.security, deploy=False)
 def check_field_encryption_key(app_configs, **kwargs):
     from django.core.exceptions import ImproperlyConfigured

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -257,6 +258,8 @@ WHITENOISE_MANIFEST_STRICT = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 MAX_UPLOAD_SIZE = env_int("MAX_UPLOAD_SIZE", 20 * 1024 * 1024, minimum=1024)
+# CSV lead imports with more data rows than this run as a background job.
+LEAD_IMPORT_SYNC_MAX_ROWS = env_int("LEAD_IMPORT_SYNC_MAX_ROWS", 5000, minimum=1)
 CSRF_FAILURE_VIEW = "heroshhi.api.csrf_failure"
 
 # Email: printed to the console unless an SMTP server is configured.
@@ -310,7 +313,9 @@ if PRODUCTION:
 CORS_ALLOWED_ORIGINS = env_list("FRONTEND_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = env_bool("CORS_ALLOW_CREDENTIALS", False)
-CORS_EXPOSE_HEADERS = ["Retry-After"]
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-webhook-secret")
+# Headers browser clients may read: Retry-After on 429s, X-Total-Count on HeyDoc's bare-array contacts.
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Total-Count"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -379,6 +384,24 @@ else:
 
 # WhatsApp Cloud API.
 WHATSAPP_GRAPH_URL = env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com/v21.0").rstrip("/")
+# Seconds after which an outbound message claimed for sending, but neither sent nor
+# released, is presumed abandoned by a dead worker and may be claimed again (and re-queued
+# by messaging.tasks.requeue_stale_messages). Must exceed Q_TIMEOUT: a live worker's claim
+# must never look abandoned (heroshhi.checks).
+MESSAGE_CLAIM_TIMEOUT = env_int("MESSAGE_CLAIM_TIMEOUT", 300, minimum=1)
+
+# Meta's webhook (messaging.webhooks). Inbound texts that opt a lead out / back in, on
+# top of STOP and UNSUBSCRIBE / START, which always apply; compared trimmed and
+# case-insensitively, comma-separated (e.g. OPT_OUT_WORDS="STOPALL,CANCEL,ARRET").
+OPT_OUT_WORDS = env_list("OPT_OUT_WORDS")
+OPT_IN_WORDS = env_list("OPT_IN_WORDS")
+# Deliveries carrying more items (messages + statuses + echoes + preferences) than this
+# are stored and processed by a worker instead of inside the request.
+WHATSAPP_WEBHOOK_INLINE_MAX_ITEMS = env_int("WHATSAPP_WEBHOOK_INLINE_MAX_ITEMS", 1000, minimum=0)
+# A stored delivery still unprocessed after this many seconds is taken by the sweeper
+# (messaging.tasks.process_pending_webhook_events), which retries for this many days.
+WHATSAPP_WEBHOOK_SWEEP_AFTER = env_int("WHATSAPP_WEBHOOK_SWEEP_AFTER", 60, minimum=1)
+WHATSAPP_WEBHOOK_RETRY_DAYS = env_int("WHATSAPP_WEBHOOK_RETRY_DAYS", 7, minimum=1)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Heroshhi API",
@@ -397,6 +420,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api",
     "PREPROCESSING_HOOKS": ["heroshhi.openapi.drop_slash_duplicates"],
+    # Several models have a "status", "type" or "direction": name their enums apart.
+    "ENUM_NAME_OVERRIDES": {
+        "LeadStatusEnum": "leads.models.Lead.Status",
+        "EngagementTypeEnum": "leads.models.Engagement.Type",
+        "MessageStatusEnum": "messaging.models.Message.Status",
+        "MessageTypeEnum": "messaging.models.Message.Type",
+        "MessageDirectionEnum": "messaging.models.Message.Direction",
+        "HeyDocDirectionEnum": ["incoming", "outgoing"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "heroshhi.openapi.add_session_routes",

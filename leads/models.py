@@ -103,3 +103,44 @@ class Engagement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_type_display()} with {self.lead_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class LeadImportJob(models.Model):
+    """A CSV import too large to run inside the request: the file waits here for a
+    django-q2 worker, which records its progress chunk by chunk and the final report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="lead_import_jobs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="lead_import_jobs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    file_name = models.CharField(max_length=255, blank=True)
+    # The uploaded file, emptied once the job completes (the report is what stays).
+    data = models.BinaryField(editable=False)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first row errors: [{row, field, message}].")
+    error_message = models.TextField(blank=True, help_text="Why the job failed, when it did.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched after every chunk: a running job whose heartbeat is stale lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="leads_import_account_created")]
+
+    def __str__(self) -> str:
+        return f"Lead import {self.id} ({self.status})"

@@ -7,6 +7,8 @@ a connection: it assigns wamids and its statuses walk sent → delivered → rea
 """
 
 import logging
+import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -69,6 +71,21 @@ class Provider(Protocol):
     def list_templates(self) -> list[dict]: ...
 
 
+_local = threading.local()
+
+
+def shared_session() -> requests.Session:
+    """The HTTP session of this thread of this process, kept between sends: its
+    connection pool keeps the (TLS) connection to the Graph API alive instead of a
+    handshake per message. Per thread because a Session is not thread-safe; per
+    process because a forked worker must not share its parent's sockets."""
+    session = getattr(_local, "session", None)
+    if session is None or _local.pid != os.getpid():
+        session = _local.session = requests.Session()
+        _local.pid = os.getpid()
+    return session
+
+
 class CloudApiProvider:
     name = Message.Provider.CLOUD
 
@@ -88,7 +105,7 @@ class CloudApiProvider:
         self.waba_id = waba_id
         self.access_token = access_token
         self.base_url = (base_url or settings.WHATSAPP_GRAPH_URL).rstrip("/")
-        self.session = session or requests.Session()
+        self.session = session or shared_session()
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.timeout = timeout
@@ -242,7 +259,12 @@ class SandboxProvider:
 
 def provider_for(account) -> Provider:
     """The one place that decides how an account's messages go out."""
-    connection = WhatsAppConnection.objects.filter(account=account).first()
+    return provider_for_connection(WhatsAppConnection.objects.filter(account=account).first())
+
+
+def provider_for_connection(connection: WhatsAppConnection | None) -> Provider:
+    """The same decision for a caller that loaded the account's connection already (the
+    delivery path joins it to the message: one query less per send)."""
     if connection is None:
         return SandboxProvider()
     return CloudApiProvider.for_connection(connection)

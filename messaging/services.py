@@ -9,26 +9,28 @@ is created and again right before the provider is called.
 
 import hashlib
 import logging
+import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Account, User
 from heroshhi.errors import DomainError, ValidationFailed
+from heroshhi.text import clean_text
 from leads.models import Lead
 from messaging.models import Message, Template, WhatsAppConnection
-from messaging.providers import CloudApiProvider, ProviderError, provider_for
+from messaging.providers import CloudApiProvider, ProviderError, provider_for, provider_for_connection
 from messaging.throughput import throughput_wait
 
 logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
-# Once a worker claimed a message this long ago without finishing, it is presumed dead.
-CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
 class OptOutBlocked(DomainError):
@@ -80,11 +82,24 @@ def window_open(lead: Lead, *, now: datetime | None = None) -> bool:
     return bool(lead.last_inbound_at and (now or timezone.now()) - lead.last_inbound_at < WINDOW)
 
 
-def template_for_send(*, account: Account, ref: TemplateRef) -> Template:
+def _template_named(account: Account, ref: TemplateRef) -> Template | None:
     templates = Template.objects.filter(account=account, name=ref.name)
     if ref.language:
         templates = templates.filter(language=ref.language)
-    template = templates.order_by("language").first()
+    return templates.order_by("language").first()
+
+
+def template_for_send(*, account: Account, ref: TemplateRef) -> Template:
+    template = _template_named(account, ref)
+    if (
+        template is None
+        and not WhatsAppConnection.objects.filter(account=account).exists()
+        and not Template.objects.filter(account=account, is_sandbox=True).exists()
+    ):
+        # A sandbox workspace gets the sandbox's templates on first use, so a template
+        # send works offline before anyone has listed the templates.
+        templates_sync(account=account)
+        template = _template_named(account, ref)
     if template is None:
         raise TemplateUnavailable(f"No template named {ref.name!r}{' in ' + ref.language if ref.language else ''}.")
     if template.status != Template.Status.APPROVED:
@@ -119,6 +134,7 @@ def message_send(
     """Checks and records an outbound message, then delivers it (now, or through the
     worker when ``deliver_now`` is False). Raises OptOutBlocked, WindowClosed or
     TemplateUnavailable before anything is recorded."""
+    text = clean_text(text)  # stored free text is plain text, like every other field
     if bool(text) == bool(template):
         raise ValidationFailed("Send either a text or a template.", errors={"message": ["Give a text or a template."]})
     with transaction.atomic():
@@ -153,28 +169,84 @@ def message_send(
         else:
             message = Message.objects.create(**fields, type=Message.Type.TEXT, body=text)
     if deliver_now:
-        return message_deliver(message_id=message.pk)
+        try:
+            return message_deliver(message_id=message.pk)
+        except ProviderError:
+            # Retryable (Meta's throughput limits, a network error) and given back
+            # unclaimed: the worker tries again with backoff. The caller gets it queued.
+            queue_delivery(message.pk)
+            message.refresh_from_db()
+            return message
     queue_delivery(message.pk)
     return message
 
 
 def queue_delivery(message_id) -> None:
-    from django_q.tasks import async_task
+    """Hands the message to the worker once the surrounding transaction commits, and
+    makes sure the sweeper that rescues lost deliveries is scheduled."""
 
-    transaction.on_commit(lambda: async_task("messaging.tasks.deliver_message", str(message_id)))
+    def enqueue() -> None:
+        from django_q.tasks import async_task
+
+        async_task("messaging.tasks.deliver_message", str(message_id))
+        delivery_sweeper_ensure()
+
+    transaction.on_commit(enqueue)
+
+
+SWEEPER_FUNC = "messaging.tasks.requeue_stale_messages"
+_sweeper_seen_until = 0.0  # monotonic time until which this process trusts the schedule exists
+
+
+def delivery_sweeper_ensure() -> None:
+    """Schedules the sweeper (messaging.tasks.requeue_stale_messages) every minute, once
+    per deployment: looked for at most hourly per process, created when missing."""
+    global _sweeper_seen_until
+    if time.monotonic() < _sweeper_seen_until:
+        return
+    from django_q.models import Schedule
+
+    if not Schedule.objects.filter(func=SWEEPER_FUNC).exists():
+        Schedule.objects.create(
+            name="Requeue abandoned outbound messages",
+            func=SWEEPER_FUNC,
+            schedule_type=Schedule.MINUTES,
+            minutes=1,
+            repeats=-1,
+        )
+    _sweeper_seen_until = time.monotonic() + 3600
 
 
 # --- Delivery ---------------------------------------------------------------------------
+#
+# At least once to the worker, at most once to Meta. django-q2 may run a delivery task
+# twice (or lose it when a worker dies), so the task only asks; the send itself is
+# guarded by a claim on the message row, taken with a conditional update before the
+# provider is called. The claim is released only when the provider said nothing was
+# accepted (a retryable error). A claim that is neither released nor followed by a
+# wamid means a worker died mid-send: after MESSAGE_CLAIM_TIMEOUT the message may be
+# claimed again — unless Meta's status webhook has linked it in the meantime through
+# the message id sent as ``biz_opaque_callback_data`` (see docs/DECISIONS.md).
 
 
-def _claim(message_id) -> bool:
-    """Takes the message for delivery: exactly one caller gets True."""
-    stale = timezone.now() - CLAIM_TIMEOUT
-    return bool(
-        Message.objects.filter(pk=message_id, status=Message.Status.QUEUED, wamid__isnull=True)
-        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
-        .update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
+def claim_timeout() -> timedelta:
+    """How long a claim protects a message from other workers."""
+    return timedelta(seconds=settings.MESSAGE_CLAIM_TIMEOUT)
+
+
+def _claim(message_id) -> datetime | None:
+    """Takes the message for delivery: exactly one caller gets its claim time, the
+    others None. Claimable: a queued outbound message without a wamid that nobody
+    claimed, or whose claim is older than the claim timeout."""
+    now = timezone.now()
+    claimed = (
+        Message.objects.filter(
+            pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED, wamid__isnull=True
+        )
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - claim_timeout()))
+        .update(claimed_at=now, attempts=F("attempts") + 1)
     )
+    return now if claimed else None
 
 
 def message_deliver(*, message_id) -> Message:
@@ -182,16 +254,19 @@ def message_deliver(*, message_id) -> Message:
 
     The claim is a conditional update, so two workers handed the same task (django-q2
     delivers at least once) can't both send. Opt-out is checked again here: a lead
-    who opted out after the message was queued gets nothing."""
-    if not _claim(message_id):
+    who opted out after the message was queued gets nothing. A retryable provider
+    error releases the claim and is raised for the caller to schedule a retry."""
+    claimed_at = _claim(message_id)
+    if claimed_at is None:
         return Message.objects.get(pk=message_id)
-    message = Message.objects.select_related("lead", "account").get(pk=message_id)
+    # The connection comes along for the throughput cap (a reverse one-to-one, joined).
+    message = Message.objects.select_related("lead", "account__whatsapp_connection").get(pk=message_id)
     lead = message.lead
     if lead.is_opted_out:
         return _fail(message, "OPT_OUT", "Not sent: the contact opted out before delivery.")
-    provider = provider_for(message.account)
-    if isinstance(provider, CloudApiProvider):
-        connection = message.account.whatsapp_connection
+    connection = getattr(message.account, "whatsapp_connection", None)  # None: the sandbox
+    provider = provider_for_connection(connection)
+    if connection is not None:
         throughput_wait(key=connection.phone_number_id, per_second=connection.throughput_cap)
     to = lead.phone.lstrip("+")
     try:
@@ -207,14 +282,23 @@ def message_deliver(*, message_id) -> Message:
             result = provider.send_text(to=to, body=message.body, reference=str(message.pk))
     except ProviderError as exc:
         if exc.retryable:
-            # Nothing was accepted: give the message back for a later attempt.
-            Message.objects.filter(pk=message.pk).update(claimed_at=None)
+            # Nothing was accepted: give the message back for a later attempt (unless
+            # our claim went stale meanwhile and another worker holds it now).
+            Message.objects.filter(pk=message.pk, claimed_at=claimed_at).update(claimed_at=None)
             raise
         return _provider_failure(message, exc)
     now = timezone.now()
-    Message.objects.filter(pk=message.pk).update(wamid=result.wamid, status=Message.Status.SENT, sent_at=now)
+    # Meta's status webhook may have got here first (and moved the status further):
+    # statuses never move backwards.
+    moved = Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+        wamid=result.wamid, status=Message.Status.SENT, sent_at=now
+    )
+    if moved:
+        message.wamid, message.status, message.sent_at = result.wamid, Message.Status.SENT, now
+    else:
+        Message.objects.filter(pk=message.pk, wamid__isnull=True).update(wamid=result.wamid)
+        message.refresh_from_db()
     Lead.objects.filter(pk=lead.pk).update(last_outbound_at=now, last_message_at=now)
-    message.refresh_from_db()
     if provider.name == Message.Provider.SANDBOX:
         from django_q.tasks import async_task
 
@@ -222,8 +306,48 @@ def message_deliver(*, message_id) -> Message:
     return message
 
 
+def messages_requeue_stale(*, limit: int = 10_000) -> int:
+    """Queues delivery again for messages a worker abandoned: claimed longer ago than
+    the claim timeout without a wamid; and, once the task queue is empty, queued that
+    long ago and never claimed (the task was lost with a dead worker or a Redis broker,
+    or never enqueued). While tasks are waiting, an unclaimed message is most likely one
+    of them: a broadcast draining at the number's cap must not get a second task per
+    message every minute. A duplicate task is harmless anyway (the claim makes it a
+    no-op). Answers how many were queued."""
+    stale = timezone.now() - claim_timeout()
+    abandoned = Q(claimed_at__lt=stale)
+    if not _tasks_waiting():
+        abandoned |= Q(claimed_at__isnull=True, created_at__lt=stale)
+    ids = list(
+        Message.objects.filter(direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED, wamid__isnull=True)
+        .filter(abandoned)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for message_id in ids:
+        queue_delivery(message_id)
+    return len(ids)
+
+
+def _tasks_waiting() -> bool:
+    """Whether django-q2's queue holds tasks, waiting or (ORM broker) taken by a worker."""
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    return bool(broker.queue_size() or broker.lock_size())
+
+
+def message_give_up(*, message_id, code: str, title: str) -> Message:
+    """Fails a queued message that ran out of attempts, unless a worker holds it now
+    (a duplicate task may be sending it this very moment)."""
+    if _claim(message_id) is None:
+        return Message.objects.get(pk=message_id)
+    return _fail(Message.objects.get(pk=message_id), code, title)
+
+
 def _fail(message: Message, code: str, title: str) -> Message:
-    Message.objects.filter(pk=message.pk).update(
+    """Marks a queued message failed (a status webhook that got here first wins)."""
+    Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
         status=Message.Status.FAILED, error_code=code, error_title=title[:300], failed_at=timezone.now()
     )
     message.refresh_from_db()
@@ -427,3 +551,67 @@ def coexistence_update(
 def messages_mark_read(*, lead: Lead) -> int:
     """Marks the lead's inbound messages as seen by the team (HeyDoc's unread count)."""
     return Message.objects.filter(lead=lead, direction=Message.Direction.INBOUND, is_read=False).update(is_read=True)
+
+
+# --- Bulk -------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkSendResult:
+    queued: int = 0
+    skipped_opted_out: int = 0
+    window_closed: int = 0
+    invalid: int = 0
+    message_ids: list = field(default_factory=list)
+
+
+def message_send_bulk(
+    *,
+    account: Account,
+    leads: Iterable[Lead],
+    text: str = "",
+    template: TemplateRef | None = None,
+    user: User | None = None,
+    source: str = Message.Source.BULK,
+) -> BulkSendResult:
+    """Queues one message per lead for the worker (``message_send`` with
+    ``deliver_now=False``). Opted-out leads, and for free-form text leads whose
+    24-hour window is closed, are skipped and counted rather than refused.
+
+    ``leads`` are rows the caller loaded in one query; the first sorting happens on
+    them without a query per lead, and ``message_send`` checks each lead again under
+    its row lock, so one who opted out a moment ago is still skipped."""
+    text = clean_text(text)
+    if bool(text) == bool(template):
+        raise ValidationFailed("Send either a text or a template.", errors={"message": ["Give a text or a template."]})
+    if template:
+        template_for_send(account=account, ref=template)  # refused before anything is queued
+    result = BulkSendResult()
+    for lead in leads:
+        if lead.account_id != account.pk:
+            result.invalid += 1
+        elif lead.is_opted_out:
+            result.skipped_opted_out += 1
+        elif text and not window_open(lead):
+            result.window_closed += 1
+        else:
+            try:
+                message = message_send(
+                    account=account,
+                    lead=lead,
+                    text=text,
+                    template=template,
+                    user=user,
+                    source=source,
+                    deliver_now=False,
+                )
+            except OptOutBlocked:
+                result.skipped_opted_out += 1
+            except WindowClosed:
+                result.window_closed += 1
+            except ValidationFailed:  # deleted meanwhile
+                result.invalid += 1
+            else:
+                result.queued += 1
+                result.message_ids.append(message.pk)
+    return result

@@ -1,7 +1,11 @@
+from django.urls import include, path
+
 from heroshhi.api import api_path
 from leads.api import views
 
 urlpatterns = [
+    # /leads/import, /leads/import/<job id>, /leads/export: before /leads/<id>.
+    path("", include("leads.api.imports")),
     *api_path("leads", views.LeadListCreateView.as_view(), "api-leads"),
     *api_path("leads/bulk-update", views.LeadBulkUpdateView.as_view(), "api-leads-bulk-update"),
     *api_path("leads/bulk-assign", views.LeadBulkAssignView.as_view(), "api-leads-bulk-assign"),

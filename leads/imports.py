@@ -1,0 +1,931 @@
+"""CSV lead import (and the CSV export that round-trips it).
+
+An upload is read as UTF-8 (with or without a BOM) or, failing that, as Excel's
+cp1252; the delimiter (comma, semicolon or tab) is read off the header line and the
+headers are matched case-insensitively. Every data row is validated on its own: a bad
+row is reported as ``{row, field, message}`` with the row number a spreadsheet shows
+(the header is row 1) and skipped, every good row is imported. Rows are keyed by phone:
+a phone already in the account, or earlier in the file, updates that lead (later rows
+win, empty cells never erase) and never duplicates it.
+
+The writes are set-based, so the number of queries does not grow with the rows: per
+chunk of rows, a staging temp table filled by one COPY (PostgreSQL) or one executemany
+(SQLite), one ``INSERT … SELECT … ON CONFLICT (account_id, phone) DO UPDATE``, one
+statement for new tags and one for the tag links. Parsing (phone numbers are the costly
+part) runs in a thread beside the database writes, one chunk ahead.
+
+Files with more than ``LEAD_IMPORT_SYNC_MAX_ROWS`` data rows become a
+``LeadImportJob`` that a django-q2 worker runs chunk by chunk (``leads.tasks``).
+"""
+
+import codecs
+import contextlib
+import csv
+import io
+import logging
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import Account, User
+from heroshhi.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
+from heroshhi.text import clean_text
+from leads.models import Lead, LeadImportJob, Tag
+from leads.phones import InvalidPhone, display_phone, to_e164
+from leads.selectors import lead_scope
+from leads.services import DEFAULT_TAG_COLOR
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 10_000
+_FIRST_CHUNK_ROWS = 1000
+MAX_REPORTED_ERRORS = 1000
+# The same limits as the lead API's fields.
+INQUIRY_MAX_LENGTH = 5000
+NOTES_MAX_LENGTH = 10000
+_PHONE_CACHE_LIMIT = 200_000
+_SAMPLE_BYTES = 64 * 1024
+_BOM = codecs.BOM_UTF8
+
+# Header (lower case, without spaces, underscores or dashes) → the field named in errors.
+COLUMNS = {
+    "name": "name",
+    "phone": "phone",
+    "email": "email",
+    "source": "source",
+    "inquiry": "inquiry",
+    "segment": "segment",
+    "status": "status",
+    "tags": "tags",
+    "assignedto": "assignedTo",
+    "notes": "notes",
+}
+REQUIRED_COLUMNS = ("name", "phone")
+SEGMENTS = frozenset(Lead.Segment.values)
+STATUSES = frozenset(Lead.Status.values)
+
+# clean_text leaves text without these characters as it is (apart from the strip);
+# checked over every code point. Skipping nh3 for plain cells saves ~10 µs a cell.
+_NEEDS_CLEANING = re.compile(r"[<&\x00\r]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Addresses of this shape pass Django's validate_email (a subset of its user and domain
+# patterns); anything else is checked by validate_email itself, which costs ~10 µs.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
+class FileTooLarge(DomainError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The file is too large."
+
+
+def _file_error(message: str) -> ValidationFailed:
+    return ValidationFailed(message, errors={"file": [message]})
+
+
+# --- The report ------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did: leads created, rows that updated a lead, rows skipped, and
+    the first MAX_REPORTED_ERRORS row errors (``error_count`` counts them all)."""
+
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_count: int = 0
+    processed_rows: int = 0
+
+    @property
+    def errors_truncated(self) -> bool:
+        return self.error_count > len(self.errors)
+
+    def add_error(self, row: int, field_name: str, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"row": row, "field": field_name, "message": message})
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "errorCount": self.error_count,
+            "errorsTruncated": self.errors_truncated,
+        }
+
+
+@dataclass
+class ImportOutcome:
+    """An upload's result: the report of an import done in the request, or the job
+    that will do it in the background."""
+
+    report: ImportReport | None = None
+    job: LeadImportJob | None = None
+
+
+# --- Reading the file ------------------------------------------------------------------
+
+
+def _encoding_of(stream: BinaryIO) -> str:
+    """utf-8 when the whole stream decodes as UTF-8, else cp1252 when it decodes as
+    that; checked in blocks, so a large file is never held twice in memory."""
+    for encoding in ("utf-8", "cp1252"):
+        stream.seek(0)
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            while block := stream.read(1024 * 1024):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    raise _file_error("The file is not text in UTF-8 or Windows-1252: save it as CSV UTF-8.")
+
+
+def _delimiter_of(header_line: str) -> str:
+    counts = {delimiter: header_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _normalise_header(header: str) -> str:
+    return re.sub(r"[\s_\-]", "", header).lower()
+
+
+class CsvSource:
+    """An uploaded CSV file, checked and opened: its encoding, delimiter and the
+    columns it has. ``rows()`` reads its data rows from the start each time."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        stream.seek(0)
+        sample = stream.read(_SAMPLE_BYTES)
+        if not sample.removeprefix(_BOM).strip():
+            raise _file_error("The file is empty.")
+        if sample.startswith(b"PK\x03\x04") or b"\x00" in sample:
+            raise _file_error(
+                "This is not a CSV text file: save the spreadsheet as CSV (comma or semicolon separated)."
+            )
+        self.offset = len(_BOM) if sample.startswith(_BOM) else 0
+        self.encoding = _encoding_of(stream)
+        first_line = sample[self.offset :].split(b"\n", 1)[0].decode(self.encoding, errors="replace")
+        self.delimiter = _delimiter_of(first_line)
+
+        reader = self._reader()
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error) as exc:
+            raise _file_error(f"The header row could not be read: {exc}") from None
+        self.columns: dict[str, int] = {}
+        duplicates = []
+        for index, name in enumerate(header):
+            key = COLUMNS.get(_normalise_header(name))
+            if key is None:
+                continue
+            if key in self.columns:
+                duplicates.append(key)
+            else:
+                self.columns[key] = index
+        missing = [name for name in REQUIRED_COLUMNS if name not in self.columns]
+        if missing:
+            raise _file_error(
+                f"The file has no {' and no '.join(missing)} column: the header row must name the columns "
+                f"(name, phone, and optionally {', '.join(c for c in COLUMNS.values() if c not in REQUIRED_COLUMNS)})."
+            )
+        if duplicates:
+            raise _file_error(f"The column {', '.join(sorted(set(duplicates)))} appears more than once.")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "CsvSource":
+        return cls(io.BytesIO(data))
+
+    def _reader(self) -> Iterator[list[str]]:
+        self.stream.seek(self.offset)
+        text = io.TextIOWrapper(self.stream, encoding=self.encoding, newline="")
+        try:
+            yield from csv.reader(text, delimiter=self.delimiter)
+        finally:
+            text.detach()  # leave the byte stream open for the next pass
+
+    def rows(self, *, skip: int = 0) -> Iterator[tuple[int, list[str]]]:
+        """(spreadsheet row number, cells) of every data row, blank rows left out,
+        after the first ``skip`` data rows. A row the csv module can't read is a
+        VALIDATION_ERROR naming it."""
+        reader = self._reader()
+        next(reader)  # the header, checked in __init__
+        row_number, data_rows = 1, 0
+        while True:
+            row_number += 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _file_error(f"Row {row_number} could not be read: {exc}.") from None
+            if not any(cells) or not "".join(cells).strip():
+                continue
+            data_rows += 1
+            if data_rows > skip:
+                yield row_number, cells
+
+    def count_rows(self) -> int:
+        return sum(1 for _ in self.rows())
+
+
+# --- Validating rows -------------------------------------------------------------------
+
+
+def _clean(value: str) -> str:
+    return value.strip() if _NEEDS_CLEANING.search(value) is None else clean_text(value)
+
+
+def _valid_email(email: str) -> bool:
+    if _PLAIN_EMAIL.fullmatch(email) is not None:
+        return True
+    try:
+        validate_email(email)
+    except ValidationError:
+        return False
+    return True
+
+
+def _new_ids(count: int) -> list[str]:
+    """Random (version 4) UUIDs as 32 hex digits, the form both SQLite's char(32)
+    and PostgreSQL's uuid columns take: one urandom call for the whole chunk."""
+    digits = os.urandom(16 * count).hex()
+    return [
+        f"{digits[i : i + 12]}4{digits[i + 13 : i + 16]}{'89ab'[int(digits[i + 16], 16) & 3]}{digits[i + 17 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+# A staged lead: the values of these fields, None where the file gave none.
+STAGED_FIELDS = ("name", "email", "source", "inquiry", "segment", "status", "assigned_to_id", "notes")
+_TAGS = len(STAGED_FIELDS)  # index of the tag dict (lower-case name → name) in a staged lead
+
+
+@dataclass
+class ParsedChunk:
+    """A chunk of rows, validated and merged by phone (E.164 → staged lead)."""
+
+    leads: dict[str, list]
+    rows: int = 0
+    good_rows: int = 0
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class RowParser:
+    """Validates rows into staged leads. Runs without the database (the assignees are
+    loaded up front), so it can run in a thread beside the writes."""
+
+    def __init__(self, *, columns: dict[str, int], region: str, users: dict[str, Any]):
+        self.columns = columns
+        self.region = region
+        self.users = users
+        self.width = max(columns.values()) + 1
+        self.phones: dict[str, tuple[str | None, str | None]] = {}
+        self.name_max = Lead._meta.get_field("name").max_length
+        self.email_max = Lead._meta.get_field("email").max_length
+        self.source_max = Lead._meta.get_field("source").max_length
+        self.tag_max = Tag._meta.get_field("name").max_length
+
+    def phone(self, raw: str) -> tuple[str | None, str | None]:
+        """(E.164, None) or (None, why not); each distinct text is parsed once."""
+        found = self.phones.get(raw)
+        if found is None:
+            try:
+                found = (to_e164(raw, self.region), None)
+            except InvalidPhone as exc:
+                found = (None, str(exc))
+            if len(self.phones) >= _PHONE_CACHE_LIMIT:  # keep memory bounded on huge files
+                self.phones.clear()
+            self.phones[raw] = found
+        return found
+
+    def parse(self, rows: Iterable[tuple[int, list[str]]]) -> ParsedChunk:
+        chunk = ParsedChunk(leads={})
+        leads, errors = chunk.leads, chunk.errors
+        c = self.columns
+        i_name, i_phone = c["name"], c["phone"]
+        i_email, i_source, i_inquiry = c.get("email"), c.get("source"), c.get("inquiry")
+        i_segment, i_status, i_tags = c.get("segment"), c.get("status"), c.get("tags")
+        i_assignee, i_notes = c.get("assignedTo"), c.get("notes")
+        width, users = self.width, self.users
+        for row_number, cells in rows:
+            chunk.rows += 1
+            if len(cells) < width:
+                cells = cells + [""] * (width - len(cells))
+            failed = False
+
+            name = _clean(cells[i_name])
+            if not name:
+                errors.append((row_number, "name", "Name is required."))
+                failed = True
+            elif len(name) > self.name_max:
+                errors.append((row_number, "name", f"Name is longer than {self.name_max} characters."))
+                failed = True
+
+            raw_phone = cells[i_phone].strip()
+            if raw_phone:
+                phone, problem = self.phone(raw_phone)
+                if problem:
+                    errors.append((row_number, "phone", problem))
+                    failed = True
+            else:
+                phone = None
+                errors.append((row_number, "phone", "Phone is required."))
+                failed = True
+
+            email = source = inquiry = segment = status = assignee = notes = None
+            if i_email is not None and (value := cells[i_email].strip()):
+                email = value.lower()
+                if len(email) > self.email_max or not _valid_email(email):
+                    errors.append((row_number, "email", f"{value!r} is not a valid email address."))
+                    failed = True
+            if i_source is not None and (value := _clean(cells[i_source])):
+                source = value
+                if len(value) > self.source_max:
+                    errors.append((row_number, "source", f"Source is longer than {self.source_max} characters."))
+                    failed = True
+            if i_inquiry is not None and (value := _clean(cells[i_inquiry])):
+                inquiry = value
+                if len(value) > INQUIRY_MAX_LENGTH:
+                    errors.append((row_number, "inquiry", f"Inquiry is longer than {INQUIRY_MAX_LENGTH} characters."))
+                    failed = True
+            if i_notes is not None and (value := _clean(cells[i_notes])):
+                notes = value
+                if len(value) > NOTES_MAX_LENGTH:
+                    errors.append((row_number, "notes", f"Notes are longer than {NOTES_MAX_LENGTH} characters."))
+                    failed = True
+            if i_segment is not None and (value := cells[i_segment].strip()):
+                segment = value.lower()
+                if segment not in SEGMENTS:
+                    errors.append((row_number, "segment", f"Unknown segment {value!r}: use hot, warm or cold."))
+                    failed = True
+            if i_status is not None and (value := cells[i_status].strip()):
+                status = value.lower()
+                if status not in STATUSES:
+                    errors.append(
+                        (row_number, "status", f"Unknown status {value!r}: use {', '.join(Lead.Status.values)}.")
+                    )
+                    failed = True
+            if i_assignee is not None and (value := cells[i_assignee].strip()):
+                assignee = users.get(value.lower())
+                if assignee is None:
+                    errors.append(
+                        (row_number, "assignedTo", f"No active user with the email {value!r} in this account.")
+                    )
+                    failed = True
+            tags = None
+            if i_tags is not None and (value := cells[i_tags].strip()):
+                tags = {}
+                for part in value.split(";"):
+                    tag = _clean(part)
+                    if not tag:
+                        continue
+                    if len(tag) > self.tag_max:
+                        errors.append(
+                            (row_number, "tags", f"Tag {tag[:20]!r}… is longer than {self.tag_max} characters.")
+                        )
+                        failed = True
+                        break
+                    tags.setdefault(tag.lower(), tag)
+
+            if failed:
+                continue
+            chunk.good_rows += 1
+            staged = leads.get(phone)
+            if staged is None:
+                leads[phone] = [name, email, source, inquiry, segment, status, assignee, notes, tags or {}]
+            else:  # later rows win, empty cells keep what earlier rows gave
+                for index, value in enumerate((name, email, source, inquiry, segment, status, assignee, notes)):
+                    if value is not None:
+                        staged[index] = value
+                if tags:
+                    for key, tag in tags.items():
+                        staged[_TAGS].setdefault(key, tag)
+        return chunk
+
+
+_DONE = object()
+
+
+def _parsed_chunks(source: CsvSource, parser: RowParser, *, skip: int, chunk_rows: int) -> Iterator[ParsedChunk]:
+    """Parsed chunks, produced by a thread one chunk ahead of the consumer: phone
+    parsing (CPU) overlaps the database's work on the previous chunk."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            rows = source.rows(skip=skip)
+            # Small chunks first, so the writes start early and overlap the parsing sooner.
+            size = min(chunk_rows, _FIRST_CHUNK_ROWS)
+            while not stop.is_set():
+                batch = list(islice(rows, size))
+                size = min(chunk_rows, size * 2)
+                if not batch:
+                    break
+                put(parser.parse(batch))
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="lead-import-parser", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+# --- Writing ---------------------------------------------------------------------------
+
+
+def _defaults(model: type[models.Model], skip: set[str]) -> dict[str, Any]:
+    """Database values of the model's defaults for the columns an import doesn't set,
+    so the raw INSERT keeps working when a field is added."""
+    values = {}
+    for model_field in model._meta.concrete_fields:
+        if model_field.attname in skip:
+            continue
+        values[model_field.column] = model_field.get_db_prep_save(model_field.get_default(), connection)
+    return values
+
+
+class LeadWriter:
+    """Writes parsed chunks of one import with a constant number of statements per
+    chunk. Must run inside a transaction (the staging tables live in it)."""
+
+    STAGE = "heroshhi_lead_import_stage"
+    STAGE_TAGS = "heroshhi_lead_import_stage_tags"
+
+    def __init__(self, account: Account):
+        self.account = account
+        self.postgres = connection.vendor == "postgresql"
+        self.tag_ids: dict[str, Any] | None = None
+        qn = connection.ops.quote_name
+        self.qn = qn
+        lead_table, tag_table = qn(Lead._meta.db_table), qn(Tag._meta.db_table)
+        through = Lead.tags.through._meta
+        self.lead_table, self.tag_table = lead_table, tag_table
+        uuid_type = Lead._meta.pk.db_type(connection)
+        user_pk_type = User._meta.pk.db_type(connection)
+        tag_pk_type = Tag._meta.pk.rel_db_type(connection)
+        self.stage_columns = ["id", "phone", *STAGED_FIELDS]
+        column_types = {"id": uuid_type, "assigned_to_id": user_pk_type}
+        self.create_stage = (
+            f"CREATE TEMP TABLE {qn(self.STAGE)} ("
+            + ", ".join(f"{qn(c)} {column_types.get(c, 'text')}" for c in self.stage_columns)
+            + (") ON COMMIT DROP" if self.postgres else ")")
+        )
+        self.create_stage_tags = (
+            f"CREATE TEMP TABLE {qn(self.STAGE_TAGS)} ({qn('phone')} text, {qn('tag_id')} {tag_pk_type})"
+            + (" ON COMMIT DROP" if self.postgres else "")
+        )
+
+        # INSERT … SELECT of the staged leads, with '' (or NULL) for the cells the file
+        # left empty; on conflict those keep the lead's value. Status can't be empty,
+        # so an empty cell takes the existing lead's status (an index lookup, run only
+        # for empty cells) or, for a new lead, pending. Lookups, not a join: a join's
+        # plan may hash every lead of the account for every chunk.
+        existing = f"(SELECT l.status FROM {lead_table} l WHERE l.account_id = %s AND l.phone = s.phone)"  # noqa: S608
+        merged = {
+            "name": "s.name",
+            "email": "COALESCE(s.email, '')",
+            "source": "COALESCE(s.source, '')",
+            "inquiry": "COALESCE(s.inquiry, '')",
+            "notes": "COALESCE(s.notes, '')",
+            "segment": "COALESCE(s.segment, '')",
+            "status": f"COALESCE(s.status, {existing}, %s)",
+            "assigned_to_id": "s.assigned_to_id",
+        }
+        set_clauses = {
+            "status": "EXCLUDED.status",
+            "assigned_to_id": f"COALESCE(EXCLUDED.assigned_to_id, {lead_table}.assigned_to_id)",
+        }
+        for name in ("name", "email", "source", "inquiry", "notes", "segment"):
+            set_clauses[name] = f"COALESCE(NULLIF(EXCLUDED.{qn(name)}, ''), {lead_table}.{qn(name)})"
+        # A row that changes nothing is left alone (no new row version, no index
+        # entries, updated_at kept): re-importing the same sheet costs reads only.
+        distinct = "IS DISTINCT FROM" if self.postgres else "IS NOT"
+        changed = " OR ".join(f"{lead_table}.{qn(c)} {distinct} {expression}" for c, expression in set_clauses.items())
+        set_clauses["updated_at"] = "EXCLUDED.updated_at"
+
+        self.defaults = _defaults(Lead, skip={"id", "account_id", "phone", "created_at", "updated_at", *merged})
+        columns, expressions = ["id", "account_id", "phone"], ["s.id", "%s", "s.phone"]
+        for column_name, expression in merged.items():
+            columns.append(column_name)
+            expressions.append(expression)
+        columns += ["created_at", "updated_at", *self.defaults]
+        expressions += ["%s", "%s", *(["%s"] * len(self.defaults))]
+        self.upsert = (
+            f"INSERT INTO {lead_table} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
+            f"SELECT {', '.join(expressions)} FROM {qn(self.STAGE)} s "
+            "WHERE true "  # SQLite: tells the upsert's ON from a join's
+            "ORDER BY s.phone "  # index locality
+            f"ON CONFLICT (account_id, phone) DO UPDATE SET "
+            + ", ".join(f"{qn(c)} = {expression}" for c, expression in set_clauses.items())
+            + f" WHERE {changed}"
+        )
+        if self.postgres:
+            self.upsert = f"WITH upserted AS ({self.upsert} RETURNING (xmax = 0) AS inserted) "
+            self.upsert += "SELECT COUNT(*) FILTER (WHERE inserted) FROM upserted"
+        self.count_existing = (
+            f"SELECT COUNT(*) FROM {qn(self.STAGE)} s "  # noqa: S608
+            f"JOIN {lead_table} l ON l.account_id = %s AND l.phone = s.phone"
+        )
+
+        tag_defaults = _defaults(Tag, skip={"id", "account_id", "name", "color", "created_at"})
+        tag_columns = ["account_id", "name", "color", "created_at", *tag_defaults]
+        self.tag_default_values = list(tag_defaults.values())
+        self.insert_tags = (
+            f"INSERT INTO {tag_table} ({', '.join(qn(c) for c in tag_columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(tag_columns))}) ON CONFLICT (account_id, name) DO NOTHING"
+        )
+        self.link_tags = (
+            f"INSERT INTO {qn(through.db_table)} ({qn('lead_id')}, {qn('tag_id')}) "  # noqa: S608
+            f"SELECT (SELECT l.id FROM {lead_table} l WHERE l.account_id = %s AND l.phone = st.phone), st.tag_id "
+            f"FROM {qn(self.STAGE_TAGS)} st WHERE true ON CONFLICT DO NOTHING"
+        )
+
+    def _fill(self, cursor, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """One COPY (PostgreSQL) or one executemany (SQLite) into a staging table."""
+        if not rows:
+            return
+        if self.postgres:
+            with cursor.copy(f"COPY {self.qn(table)} ({', '.join(map(self.qn, columns))}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO {self.qn(table)} VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
+                rows,
+            )
+
+    def _tag_map(self, cursor) -> dict[str, Any]:
+        sql = f"SELECT id, name FROM {self.tag_table} WHERE account_id = %s ORDER BY id"  # noqa: S608
+        cursor.execute(sql, [self.account_pk])
+        found: dict[str, Any] = {}
+        for tag_id, name in cursor.fetchall():
+            found.setdefault(name.lower(), tag_id)
+        return found
+
+    @property
+    def account_pk(self):
+        return Lead._meta.get_field("account").target_field.get_db_prep_value(self.account.pk, connection)
+
+    def write(self, chunk: ParsedChunk) -> int:
+        """Upserts the chunk's leads and links their tags; answers how many leads it created."""
+        if not chunk.leads:
+            return 0
+        now = timezone.now()
+        now_db = Lead._meta.get_field("updated_at").get_db_prep_save(now, connection)
+        account_pk = self.account_pk
+        # Ids for every staged lead; those that turn out to exist keep their own.
+        lead_rows = [
+            (lead_id, phone, *staged[:_TAGS])
+            for lead_id, (phone, staged) in zip(_new_ids(len(chunk.leads)), chunk.leads.items(), strict=True)
+        ]
+        tag_names: dict[str, str] = {}
+        for staged in chunk.leads.values():
+            if staged[_TAGS]:
+                for key, tag in staged[_TAGS].items():
+                    tag_names.setdefault(key, tag)
+
+        with connection.cursor() as cursor:
+            cursor.execute(self.create_stage)
+            self._fill(cursor, self.STAGE, self.stage_columns, lead_rows)
+            del lead_rows
+            params = [account_pk, account_pk, Lead.Status.PENDING, now_db, now_db, *self.defaults.values()]
+            if self.postgres:
+                cursor.execute(self.upsert, params)
+                created = cursor.fetchone()[0]
+            else:
+                cursor.execute(self.count_existing, [account_pk])
+                created = len(chunk.leads) - cursor.fetchone()[0]
+                cursor.execute(self.upsert, params)
+            cursor.execute(f"DROP TABLE {self.qn(self.STAGE)}")
+
+            if tag_names:
+                if self.tag_ids is None:
+                    self.tag_ids = self._tag_map(cursor)
+                missing = [tag for key, tag in tag_names.items() if key not in self.tag_ids]
+                if missing:
+                    cursor.executemany(
+                        self.insert_tags,
+                        [(account_pk, tag, DEFAULT_TAG_COLOR, now_db, *self.tag_default_values) for tag in missing],
+                    )
+                    self.tag_ids = self._tag_map(cursor)
+                tag_ids = self.tag_ids
+                links = [(phone, tag_ids[key]) for phone, staged in chunk.leads.items() for key in staged[_TAGS]]
+                cursor.execute(self.create_stage_tags)
+                self._fill(cursor, self.STAGE_TAGS, ["phone", "tag_id"], links)
+                cursor.execute(self.link_tags, [account_pk])
+                cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
+        return created
+
+
+# --- Running an import -----------------------------------------------------------------
+
+
+def _assignees(account: Account) -> dict[str, str]:
+    """Lower-case email → id (32 hex digits, as staged) of the account's active users."""
+    users = User.objects.filter(account=account, is_active=True).values_list("pk", "email")
+    return {email.lower(): pk.hex for pk, email in users}
+
+
+def _run(
+    *,
+    account: Account,
+    source: CsvSource,
+    report: ImportReport,
+    skip: int = 0,
+    chunk_rows: int | None = None,
+    atomic_chunks: bool,
+    on_chunk: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Imports the source's rows (after ``skip``) chunk by chunk into ``report``.
+
+    ``atomic_chunks``: each chunk commits on its own, with ``on_chunk`` (progress)
+    in the same transaction; otherwise the caller's transaction holds everything."""
+    parser = RowParser(columns=source.columns, region=account.default_country, users=_assignees(account))
+    writer = LeadWriter(account)
+    chunks = _parsed_chunks(source, parser, skip=skip, chunk_rows=chunk_rows or CHUNK_ROWS)
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            with transaction.atomic() if atomic_chunks else contextlib.nullcontext():
+                if atomic_chunks:
+                    writer.tag_ids = None  # another transaction may have changed the tags
+                created = writer.write(chunk)
+                report.created += created
+                report.updated += chunk.good_rows - created
+                report.skipped += chunk.rows - chunk.good_rows
+                report.processed_rows += chunk.rows
+                for row_number, field_name, message in chunk.errors:
+                    report.add_error(row_number, field_name, message)
+                if on_chunk is not None:
+                    on_chunk(report)
+    return report
+
+
+def _require_admin(*, account: Account, user: User) -> None:
+    if user.account_id != account.pk or not user.is_account_admin:
+        raise PermissionDenied("Only account admins can import leads.")
+
+
+def lead_import_csv(*, account: Account, user: User, data: bytes) -> ImportReport:
+    """Imports a CSV file now, whatever its size, in one transaction: if anything
+    fails, nothing of it is written."""
+    _require_admin(account=account, user=user)
+    source = _open(data)
+    with transaction.atomic():
+        return _run(account=account, source=source, report=ImportReport(), atomic_chunks=False)
+
+
+def lead_import_stream(
+    *,
+    account: Account,
+    stream: BinaryIO,
+    skip: int = 0,
+    report: ImportReport | None = None,
+    on_chunk: Callable[[ImportReport], None] | None = None,
+    chunk_rows: int | None = None,
+) -> ImportReport:
+    """The background path: a seekable byte stream of any size, read and written
+    chunk by chunk, each chunk committed with its progress (``on_chunk``). Memory
+    stays bounded by the chunk size."""
+    return _run(
+        account=account,
+        source=CsvSource(stream),
+        report=report or ImportReport(),
+        skip=skip,
+        chunk_rows=chunk_rows,
+        atomic_chunks=True,
+        on_chunk=on_chunk,
+    )
+
+
+def _open(data: bytes) -> CsvSource:
+    if not data:
+        raise _file_error("The file is empty.")
+    if len(data) > settings.MAX_UPLOAD_SIZE:
+        raise FileTooLarge(f"The file is too large (limit {settings.MAX_UPLOAD_SIZE // (1024 * 1024)} MiB).")
+    return CsvSource.from_bytes(data)
+
+
+def lead_import_submit(*, account: Account, user: User, data: bytes, file_name: str = "") -> ImportOutcome:
+    """An upload: imported now when it has at most LEAD_IMPORT_SYNC_MAX_ROWS data
+    rows, else stored as a job for a worker (queued once the job is committed)."""
+    _require_admin(account=account, user=user)
+    source = _open(data)
+    total = source.count_rows()
+    if total == 0:
+        raise _file_error("The file has a header row but no data rows.")
+    if total <= settings.LEAD_IMPORT_SYNC_MAX_ROWS:
+        with transaction.atomic():
+            report = _run(account=account, source=source, report=ImportReport(), atomic_chunks=False)
+        return ImportOutcome(report=report)
+    with transaction.atomic():
+        job = LeadImportJob.objects.create(
+            account=account, user=user, data=data, total_rows=total, file_name=(file_name or "")[:255]
+        )
+        job_id = str(job.pk)
+        transaction.on_commit(lambda: _enqueue(job_id))
+    return ImportOutcome(job=job)
+
+
+def _enqueue(job_id: str) -> None:
+    from django_q.tasks import async_task
+
+    async_task("leads.tasks.lead_import_job_task", job_id, task_name=f"lead-import-{job_id}", group="lead-import")
+
+
+def lead_import_job_run(*, job_id) -> bool:
+    """Runs a queued job; answers whether this call ran it.
+
+    The job is claimed with a conditional update, so a second delivery of the task
+    does nothing while the first one runs. A running job whose heartbeat is older
+    than the broker's retry period lost its worker: the redelivered task takes it
+    over and goes on after the rows already committed."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.Q_CLUSTER.get("retry", 180))
+    claimed = (
+        LeadImportJob.objects.filter(pk=job_id)
+        .filter(Q(status=LeadImportJob.Status.QUEUED) | Q(status=LeadImportJob.Status.RUNNING, heartbeat_at__lt=stale))
+        .update(status=LeadImportJob.Status.RUNNING, started_at=Coalesce("started_at", now), heartbeat_at=now)
+    )
+    if not claimed:
+        return False
+    job = LeadImportJob.objects.select_related("account").get(pk=job_id)
+    report = ImportReport(
+        created=job.created_count,
+        updated=job.updated_count,
+        skipped=job.skipped_count,
+        errors=list(job.errors),
+        error_count=job.error_count,
+        processed_rows=job.processed_rows,
+    )
+
+    def save_progress(progress: ImportReport) -> None:
+        LeadImportJob.objects.filter(pk=job.pk).update(**_job_counts(progress), heartbeat_at=timezone.now())
+
+    try:
+        lead_import_stream(
+            account=job.account,
+            stream=io.BytesIO(bytes(job.data)),
+            skip=job.processed_rows,
+            report=report,
+            on_chunk=save_progress,
+        )
+    except Exception as exc:
+        if isinstance(exc, DomainError):
+            message = exc.message
+        else:
+            logger.exception("Lead import job %s failed", job.pk)
+            message = "The import stopped on an unexpected error."
+        LeadImportJob.objects.filter(pk=job.pk).update(
+            status=LeadImportJob.Status.FAILED,
+            error_message=f"{message} {report.processed_rows} of {job.total_rows} rows were imported before it stopped.",  # noqa: E501
+            finished_at=timezone.now(),
+        )
+        return True
+    LeadImportJob.objects.filter(pk=job.pk).update(
+        **_job_counts(report),
+        status=LeadImportJob.Status.COMPLETED,
+        finished_at=timezone.now(),
+        data=b"",  # the report stays; the file is not needed any more
+    )
+    return True
+
+
+def _job_counts(report: ImportReport) -> dict[str, Any]:
+    return {
+        "processed_rows": report.processed_rows,
+        "created_count": report.created,
+        "updated_count": report.updated,
+        "skipped_count": report.skipped,
+        "error_count": report.error_count,
+        "errors": report.errors,
+    }
+
+
+def lead_import_job_get(*, user: User, job_id) -> LeadImportJob:
+    """An import job of the user's account (without its file), or NotFound."""
+    job = LeadImportJob.objects.defer("data").filter(pk=job_id, account_id=user.account_id).first()
+    if job is None:
+        raise NotFound("Import job not found.")
+    return job
+
+
+def lead_import_job_progress(job: LeadImportJob) -> int:
+    if job.status == LeadImportJob.Status.COMPLETED:
+        return 100
+    if not job.total_rows:
+        return 0
+    return min(100, job.processed_rows * 100 // job.total_rows)
+
+
+# --- Export ----------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    "name",
+    "phone",
+    "email",
+    "source",
+    "inquiry",
+    "segment",
+    "status",
+    "tags",
+    "assignedTo",
+    "notes",
+    "isOptedOut",
+    "createdAt",
+]
+
+
+def csv_safe(value: Any) -> str:
+    """A cell that a spreadsheet will not run as a formula: text starting with
+    = + - @ (or a tab or CR) gets a leading apostrophe (OWASP's CSV-injection advice).
+    Stored text is kept as typed; this applies to every CSV the app writes."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _export_timestamp(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def lead_export_csv(*, user: User) -> Iterator[str]:
+    """The leads the user may see as CSV lines (BOM first, for Excel), in columns the
+    import reads back; phones as digits with the country code. Streams: leads are
+    read 2,000 at a time."""
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
+    leads = (
+        lead_scope(user=user)
+        .select_related("assigned_to")
+        .prefetch_related("tags")
+        .order_by("created_at", "id")
+        .iterator(chunk_size=2000)
+    )
+    for lead in leads:
+        yield writer.writerow(
+            [
+                csv_safe(value)
+                for value in (
+                    lead.name,
+                    display_phone(lead.phone),
+                    lead.email,
+                    lead.source,
+                    lead.inquiry,
+                    lead.segment,
+                    lead.status,
+                    ";".join(sorted(tag.name for tag in lead.tags.all())),
+                    lead.assigned_to.email if lead.assigned_to else "",
+                    lead.notes,
+                    "true" if lead.is_opted_out else "false",
+                    _export_timestamp(lead.created_at),
+                )
+            ]
+        )

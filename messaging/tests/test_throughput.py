@@ -1,0 +1,102 @@
+"""The per-number send cap holds across worker processes sharing the cache.
+
+Several forked processes call ``throughput_wait`` as fast as they can for a few
+seconds and record when each slot was let out. No wall-clock second may see more than
+the cap, and every full second should see close to it (the cap is a target, not only
+a ceiling: a broadcast should run at the number's throughput)."""
+
+import multiprocessing
+import multiprocessing.queues
+import time
+from collections import Counter
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from messaging.throughput import throughput_wait
+
+PROCESSES = 4
+PER_SECOND = 40
+FULL_SECONDS = 4
+
+DATABASE_CACHE = {
+    "default": {
+        "BACKEND": "heroshhi.cache.AtomicDatabaseCache",
+        "LOCATION": "heroshhi_cache",
+        "KEY_PREFIX": settings.CACHE_KEY_PREFIX,
+    }
+}
+# The database cache always; Redis too when the run has it (the PostgreSQL CI run).
+BACKENDS = ["database"] + (["redis"] if settings.REDIS_URL else [])
+
+
+def _take_slots(
+    key: str, per_second: int, start_at: float, stop_at: float, results: multiprocessing.queues.Queue
+) -> None:
+    """Runs in a forked worker: takes slots until ``stop_at``, sends back their times."""
+    stamps: list[float] = []
+    try:
+        time.sleep(max(0.0, start_at - time.time()))
+        while time.time() < stop_at:
+            throughput_wait(key=key, per_second=per_second)
+            stamps.append(time.time())
+    finally:
+        connections.close_all()
+        results.put(stamps)
+
+
+def _run_workers(key: str, per_second: int) -> tuple[list[float], float, float]:
+    # Children get their own database connections, not copies of the parent's socket.
+    connections.close_all()
+    start_at = int(time.time()) + 2  # a whole second, after every child is up
+    stop_at = start_at + FULL_SECONDS
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_take_slots, args=(key, per_second, start_at, stop_at, results))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    stamps = [stamp for _ in workers for stamp in results.get(timeout=FULL_SECONDS + 30)]
+    for worker in workers:
+        worker.join(timeout=10)
+        assert worker.exitcode == 0
+    return stamps, start_at, stop_at
+
+
+@pytest.fixture(params=BACKENDS)
+def shared_cache(request: pytest.FixtureRequest, settings) -> str:
+    if request.param == "database":
+        settings.CACHES = DATABASE_CACHE
+        call_command("createcachetable")  # absent when the run was set up with Redis
+    return request.param
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_second_lets_out_more_than_the_cap_and_full_seconds_reach_it(shared_cache):
+    stamps, start_at, stop_at = _run_workers(f"test-{shared_cache}-{time.time_ns()}", PER_SECOND)
+
+    per_second = Counter(int(stamp) for stamp in stamps)
+    assert per_second, "no slot was let out"
+    over = {second - start_at: count for second, count in per_second.items() if count > PER_SECOND}
+    assert over == {}, f"seconds over the cap of {PER_SECOND}: {over}"
+    full = [per_second.get(second, 0) for second in range(int(start_at), int(stop_at))]
+    assert min(full) >= 0.9 * PER_SECOND, f"slots per full second {full}, cap {PER_SECOND}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_numbers_have_separate_budgets_and_a_full_second_waits_for_the_next(shared_cache):
+    time.sleep(1.02 - time.time() % 1)  # the start of a fresh second
+    second = int(time.time())
+    prefix = f"sep-{shared_cache}-{time.time_ns()}"
+
+    for _ in range(5):
+        for number in ("a", "b"):
+            assert throughput_wait(key=f"{prefix}-{number}", per_second=5) < 0.5
+    assert int(time.time()) == second  # ten slots, two numbers, one second
+
+    throughput_wait(key=f"{prefix}-a", per_second=5)  # the sixth of number a
+    assert int(time.time()) == second + 1
