@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "django_q",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
     "heroshhi.apps.HeroshhiConfig",
     "accounts",
     "leads",
@@ -140,6 +141,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so its 413 gets every header on the way out (see its docstring).
     "heroshhi.middleware.RequestSizeLimitMiddleware",
@@ -158,6 +160,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "heroshhi.context_processors.dashboard",
             ],
         },
     },
@@ -384,6 +387,15 @@ else:
 
 # WhatsApp Cloud API.
 WHATSAPP_GRAPH_URL = env_str("WHATSAPP_GRAPH_URL", "https://graph.facebook.com/v21.0").rstrip("/")
+# Seconds the Cloud API client waits to connect, and for an answer. A send that times out
+# waiting for its answer is not repeated (Meta may have accepted it): it fails with
+# TIMEOUT, which Meta's status webhook corrects if the message did go out.
+WHATSAPP_CONNECT_TIMEOUT = env_int("WHATSAPP_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
+WHATSAPP_READ_TIMEOUT = env_int("WHATSAPP_READ_TIMEOUT", 20, minimum=1, maximum=120)
+# Sends in flight at once per delivery task (threads of a worker process). A number
+# reaches its cap when the processes sending for it keep cap x Meta's answer time in
+# flight in all: 80 msg/s at 0.2 s needs 16 (e.g. 2 workers x 8).
+WHATSAPP_SEND_CONCURRENCY = env_int("WHATSAPP_SEND_CONCURRENCY", 8, minimum=1, maximum=256)
 # Seconds after which an outbound message claimed for sending, but neither sent nor
 # released, is presumed abandoned by a dead worker and may be claimed again (and re-queued
 # by messaging.tasks.requeue_stale_messages). Must exceed Q_TIMEOUT: a live worker's claim
@@ -428,6 +440,8 @@ SPECTACULAR_SETTINGS = {
         "MessageTypeEnum": "messaging.models.Message.Type",
         "MessageDirectionEnum": "messaging.models.Message.Direction",
         "HeyDocDirectionEnum": ["incoming", "outgoing"],
+        "ScheduledMessageStatusEnum": "campaigns.models.ScheduledMessage.Status",
+        "ScheduledMessageRecurrenceEnum": "campaigns.models.ScheduledMessage.Recurrence",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from heroshhi.fields import EncryptedTextField
@@ -116,8 +117,9 @@ class Message(models.Model):
         SANDBOX = "sandbox", "Sandbox"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="messages")
-    lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="messages")
+    # No single-column indexes on these two: the composite indexes below lead with them.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="messages", db_index=False)
+    lead = models.ForeignKey("leads.Lead", on_delete=models.CASCADE, related_name="messages", db_index=False)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     type = models.CharField(max_length=8, choices=Type.choices, default=Type.TEXT)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.QUEUED)
@@ -128,7 +130,10 @@ class Message(models.Model):
     template_language = models.CharField(max_length=16, blank=True)
     template_params = models.JSONField(default=list, blank=True)
     media = models.JSONField(default=dict, blank=True, help_text="Inbound media: type, id, mime type, caption.")
-    wamid = models.CharField(max_length=128, null=True, blank=True, unique=True, help_text="WhatsApp message id")
+    # Unique through Meta.constraints: a plain unique index, without PostgreSQL's extra
+    # pattern-ops index that unique=True adds to a CharField (nothing searches by prefix).
+    # NULL until sent: many unsent messages, each wamid unique.
+    wamid = models.CharField(max_length=128, null=True, blank=True, help_text="WhatsApp message id")  # noqa: DJ001
     error_code = models.CharField(max_length=20, blank=True)
     error_title = models.CharField(max_length=300, blank=True)
     # Inbound only: whether someone on the team has seen it (HeyDoc's is_read, unread_count).
@@ -138,7 +143,30 @@ class Message(models.Model):
     )
     # Outbound delivery claim: set by the one worker that calls the provider.
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who holds the claim: a batch claims many rows in one update, then reads back its own.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
     attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # The campaign occurrence this message is the outbox row of (at most one per lead).
+    broadcast = models.ForeignKey(
+        "campaigns.Broadcast", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages", db_index=False
+    )
+    enrollment = models.ForeignKey(
+        "campaigns.Enrollment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        db_index=False,
+    )
+    drip_step = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Position of the drip step sent.")
+    scheduled_message = models.ForeignKey(
+        "campaigns.ScheduledMessage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        db_index=False,
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -153,6 +181,16 @@ class Message(models.Model):
             models.Index(fields=["account", "direction", "status"], name="messaging_msg_account_dir_st"),
             models.Index(fields=["account", "type", "-created_at"], name="messaging_msg_account_type"),
             models.Index(fields=["status", "claimed_at"], name="messaging_msg_status_claimed"),
+            models.Index(
+                fields=["claim_token"], name="messaging_msg_claim_token", condition=Q(claim_token__isnull=False)
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["wamid"], name="messaging_msg_wamid_unique"),
+            # The outbox rows: one per broadcast and lead, enrollment step, scheduled occurrence and lead.
+            models.UniqueConstraint(fields=["broadcast", "lead"], name="messaging_msg_broadcast_lead"),
+            models.UniqueConstraint(fields=["enrollment", "drip_step"], name="messaging_msg_enrollment_step"),
+            models.UniqueConstraint(fields=["scheduled_message", "lead"], name="messaging_msg_scheduled_lead"),
         ]
 
     def __str__(self) -> str:

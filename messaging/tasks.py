@@ -46,20 +46,69 @@ def deliver_message(message_id: str) -> str:
     return message.status
 
 
+def deliver_messages(message_ids: list[str]) -> dict:
+    """Delivers a batch of queued messages (services.queue_delivery_batch); what a
+    retryable error interrupted is tried again later as one batch."""
+    result = services.messages_deliver_batch(message_ids=message_ids)
+    retry_batch_later(result, task="messaging.tasks.deliver_messages")
+    return result.statuses
+
+
+def retry_batch_later(result: services.DeliveryBatchResult, *, task: str, args: tuple = ()) -> None:
+    """Schedules ``task(*args, ids)`` again for the ids a batch gave back, with backoff
+    by the attempts of its first message; messages out of attempts are failed."""
+    if not result.retry_ids:
+        return
+    exc = result.retry_error
+    first = result.retry_ids[0]
+    attempts = Message.objects.filter(pk=first).values_list("attempts", flat=True).first() or 0
+    if attempts >= MAX_ATTEMPTS:
+        services.message_give_up(
+            message_id=first, code=exc.code, title=f"Gave up after {attempts} attempts: {exc.title}"
+        )
+        remaining = result.retry_ids[1:]
+        delay = 0
+    else:
+        remaining = result.retry_ids
+        delay = exc.retry_after or 2**attempts
+    if not remaining:
+        return
+    with contextlib.suppress(IntegrityError):  # a duplicate of this task scheduled it already
+        schedule(
+            task,
+            *args,
+            remaining,
+            schedule_type=Schedule.ONCE,
+            next_run=timezone.now() + timedelta(seconds=delay),
+            name=f"retry-batch-{remaining[0]}-{attempts}",
+        )
+
+
 def requeue_stale_messages() -> int:
     """The sweeper (run it every minute): queues delivery again for messages a dead
     worker left claimed, or whose task was lost. See services.messages_requeue_stale."""
     return services.messages_requeue_stale()
 
 
-def sandbox_walk_statuses(message_id: str) -> None:
-    """The sandbox's stand-in for Meta's status webhooks: delivered, then read."""
-    message = Message.objects.filter(pk=message_id, provider=Message.Provider.SANDBOX).first()
-    if message is None or not message.wamid:
+def sandbox_walk_statuses(*message_ids: str) -> None:
+    """The sandbox's stand-in for Meta's status webhooks: delivered, then read — for one
+    message or a whole batch, each step one set-based write per workspace, with the
+    webhook's rules (never backwards)."""
+    from messaging.webhooks import StatusUpdate, message_statuses_apply
+
+    by_account: dict = {}
+    sent = Message.objects.filter(pk__in=list(message_ids), provider=Message.Provider.SANDBOX, wamid__isnull=False)
+    for account_id, wamid in sent.values_list("account_id", "wamid"):
+        by_account.setdefault(account_id, []).append(wamid)
+    if not by_account:
         return
     for status in (Message.Status.DELIVERED, Message.Status.READ):
         time.sleep(SANDBOX_STEP_SECONDS)
-        services.message_status_apply(wamid=message.wamid, status=status, at=timezone.now())
+        now = timezone.now()
+        for account_id, wamids in by_account.items():
+            message_statuses_apply(
+                account_id=account_id, updates=[StatusUpdate(wamid=wamid, status=status, at=now) for wamid in wamids]
+            )
 
 
 # --- Meta's webhook (messaging.webhooks) ------------------------------------------------

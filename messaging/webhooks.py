@@ -46,6 +46,7 @@ from leads.models import Engagement, Lead
 from leads.phones import InvalidPhone, to_e164
 from leads.services import engagement_log, lead_opt_in, lead_opt_out
 from messaging.models import Message, Template, WebhookEvent, WhatsAppConnection
+from messaging.providers import UNKNOWN_OUTCOME_CODES
 from messaging.services import verify_token_digest
 
 logger = logging.getLogger(__name__)
@@ -425,8 +426,12 @@ _STAMP = {
     Message.Status.READ: "read_at",
     Message.Status.FAILED: "failed_at",
 }
-_STATES = (*_RANK, Message.Status.FAILED)
-_FAILABLE = (Message.Status.QUEUED, Message.Status.SENT)
+# Not a status of its own: a message we failed for want of Meta's answer (TIMEOUT,
+# UNKNOWN_OUTCOME — the request went out, the answer was lost). Meta's status decides:
+# it moves on like a queued message (and loses its error), or fails with Meta's error.
+_UNKNOWN = "failed-unknown"
+_STATES = (*_RANK, Message.Status.FAILED, _UNKNOWN)
+_FAILABLE = (Message.Status.QUEUED, Message.Status.SENT, _UNKNOWN)
 
 
 def _implied_stamps(status: str) -> list[str]:
@@ -443,11 +448,16 @@ class _Plan:
     ``moves`` (start → end) for each state that changes, ``failure`` the index of the
     `failed` event whose error is recorded (it applies from queued and sent alike:
     their paths merge at the first event ranked above them), ``stamps`` the index of
-    the first event that fills each timestamp."""
+    the first event that fills each timestamp. ``moves_on``: whether a message of
+    unknown outcome is moved on by a status (sent, delivered, read) before any
+    failure, which clears its failed_at; ``refill`` then the index of a later `failed`
+    that fills failed_at again (as a failure after a delivery does), or None."""
 
     moves: tuple[tuple[str, str], ...]
     failure: int | None
     stamps: tuple[tuple[str, int], ...]
+    moves_on: bool = False
+    refill: int | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -461,7 +471,20 @@ def _plan(kinds: tuple[str, ...]) -> _Plan:
     for index, kind in enumerate(kinds):
         for stamp in _implied_stamps(kind):
             stamps.setdefault(stamp, index)  # the first event that implies it wins, as in order
-    return _Plan(moves=tuple(moves), failure=_simulate(kinds, Message.Status.QUEUED)[1], stamps=tuple(stamps.items()))
+    # A message of unknown outcome: the first status that counts decides (a failure
+    # fails it with Meta's error; sent, delivered or read move it on).
+    first = next((i for i, kind in enumerate(kinds) if kind == Message.Status.FAILED or _RANK.get(kind, 0)), None)
+    moves_on = first is not None and kinds[first] != Message.Status.FAILED
+    refill = None
+    if moves_on:
+        refill = next((i for i in range(first + 1, len(kinds)) if kinds[i] == Message.Status.FAILED), None)
+    return _Plan(
+        moves=tuple(moves),
+        failure=_simulate(kinds, Message.Status.QUEUED)[1],
+        stamps=tuple(stamps.items()),
+        moves_on=moves_on,
+        refill=refill,
+    )
 
 
 def _simulate(kinds: tuple[str, ...], start: str) -> tuple[str, int | None]:
@@ -472,7 +495,7 @@ def _simulate(kinds: tuple[str, ...], start: str) -> tuple[str, int | None]:
         if kind == Message.Status.FAILED:
             if state in _FAILABLE:
                 state, failure = Message.Status.FAILED, index
-        elif state != Message.Status.FAILED and _RANK[state] < _RANK.get(kind, 0):
+        elif state != Message.Status.FAILED and _RANK.get(state, 0) < _RANK.get(kind, 0):
             state = kind
     return state, failure
 
@@ -522,31 +545,49 @@ def _statuses_update(account_id, by_wamid: dict[str, list[StatusUpdate]]) -> int
     if not stamps and not moves:  # only statuses we don't track (e.g. "deleted")
         return 0
 
+    # Messages that leave the unknown outcome for a status Meta reports lose our error,
+    # and their failed_at (unless a later `failed` fills it again, as after a delivery).
+    cleared = [
+        w for (start, end), ws in moves.items() if start == _UNKNOWN and end != Message.Status.FAILED for w in ws
+    ]
+    refills: dict[datetime | None, list[str]] = defaultdict(list)
+    for wamid, events in by_wamid.items():
+        plan = _plan(tuple(event.status for event in events))
+        if plan.moves_on:
+            refills[None if plan.refill is None else events[plan.refill].at].append(wamid)
     sql = _StatusSql(everyone)
     sets = []
     for stamp, groups in stamps.items():
         column = sql.column(stamp)
+        # Placeholders are numbered by position: each piece is written in reading order.
+        clear = sql.refill(refills) if stamp == "failed_at" else ""
         if len(groups) == 1 and len(next(iter(groups.values()))) == everyone:
             fill = sql.param(_db_datetime(next(iter(groups))))
         else:
             cases = " ".join(f"WHEN {sql.wamid_in(ws)} THEN {sql.param(_db_datetime(at))}" for at, ws in groups.items())
             fill = f"CASE {cases} END"
-        sets.append(f"{column} = COALESCE({column}, {fill})")
+        sets.append(f"{column} = {clear}COALESCE({column}, {fill}){' END' if clear else ''}")
+    if refills and "failed_at" not in stamps:
+        column = sql.column("failed_at")
+        sets.append(f"{column} = {sql.refill(refills)}{column} END")
     status = sql.column("status")
     if moves:
         cases = " ".join(
-            f"WHEN {status} = {sql.param(start)}{sql.and_wamid_in(ws)} THEN {sql.param(end)}"
+            f"WHEN {sql.state_is(start)}{sql.and_wamid_in(ws)} THEN {sql.param(end)}"
             for (start, end), ws in moves.items()
         )
         sets.append(f"{status} = CASE {cases} ELSE {status} END")
-    for name, part in (("error_code", 0), ("error_title", 1)) if failures else ():
+    for name, part in ("error_code", 0), ("error_title", 1):
+        if not failures and not cleared:
+            break
         column = sql.column(name)
-        cases = " ".join(
-            f"WHEN {status} IN ({sql.param(_FAILABLE[0])}, {sql.param(_FAILABLE[1])}){sql.and_wamid_in(ws)} "
-            f"THEN {sql.param(error[part])}"
+        whens = [f"WHEN {sql.unknown()}{sql.and_wamid_in(cleared)} THEN {sql.param('')}"] if cleared else []
+        whens += [
+            f"WHEN ({status} IN ({sql.param(_FAILABLE[0])}, {sql.param(_FAILABLE[1])}) OR {sql.unknown()})"
+            f"{sql.and_wamid_in(ws)} THEN {sql.param(error[part])}"
             for error, ws in failures.items()
-        )
-        sets.append(f"{column} = CASE {cases} ELSE {column} END")
+        ]
+        sets.append(f"{column} = CASE {' '.join(whens)} ELSE {column} END")
     # Placeholders are numbered by position: the WHERE is written in reading order.
     where = (
         f"{sql.column('account')} = {sql.param(_db_account_id(account_id))} "
@@ -557,8 +598,11 @@ def _statuses_update(account_id, by_wamid: dict[str, list[StatusUpdate]]) -> int
     # a retried delivery: nothing), sparing PostgreSQL dead row versions.
     needs = [f"{sql.column(stamp)} IS NULL" for stamp in stamps]
     if moves:
-        starts = sorted({start for start, _ in moves})
-        needs.append(f"{status} IN ({', '.join(sql.param(start) for start in starts)})")
+        starts = sorted({start for start, _ in moves} - {_UNKNOWN})
+        if starts:
+            needs.append(f"{status} IN ({', '.join(sql.param(start) for start in starts)})")
+        if any(start == _UNKNOWN for start, _ in moves):
+            needs.append(sql.unknown())
     where += f" AND ({' OR '.join(needs)})"
     # Identifiers come from the model's meta, every value is a parameter.
     query = f"UPDATE {sql.table} SET {', '.join(sets)} WHERE {where}"  # noqa: S608
@@ -583,6 +627,24 @@ class _StatusSql:
     @staticmethod
     def column(name: str) -> str:
         return db_connection.ops.quote_name(Message._meta.get_field(name).column)
+
+    def unknown(self) -> str:
+        """The test for a message failed with an unknown outcome (see _UNKNOWN)."""
+        failed = self.param(Message.Status.FAILED)  # placeholders in reading order
+        codes = ", ".join(self.param(code) for code in UNKNOWN_OUTCOME_CODES)
+        return f"({self.column('status')} = {failed} AND {self.column('error_code')} IN ({codes}))"
+
+    def refill(self, refills: dict) -> str:
+        """The opening of failed_at's CASE for messages leaving the unknown outcome
+        (``refills``: new value → wamids); "" when there are none."""
+        whens = []
+        for at, ws in refills.items():
+            test = f"{self.unknown()}{self.and_wamid_in(ws)}"
+            whens.append(f"WHEN {test} THEN {'NULL' if at is None else self.param(_db_datetime(at))}")
+        return f"CASE {' '.join(whens)} ELSE " if whens else ""
+
+    def state_is(self, state: str) -> str:
+        return self.unknown() if state == _UNKNOWN else f"{self.column('status')} = {self.param(state)}"
 
     def wamid_in(self, wamids: list[str]) -> str:
         self.params.extend(wamids)
@@ -615,7 +677,7 @@ def _link_references(account_id, by_wamid: dict[str, list[StatusUpdate]]) -> lis
             message_id = _uuid_or_none(reference)
             if message_id and Message.objects.filter(
                 pk=message_id, account_id=account_id, direction=Message.Direction.OUTBOUND, wamid__isnull=True
-            ).update(wamid=wamid):
+            ).update(wamid=wamid, claim_token=None):  # a dead worker's claim is spent
                 linked.append(wamid)
                 break
     return linked

@@ -11,7 +11,6 @@ import ast
 import inspect
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
@@ -27,10 +25,10 @@ from typing import IO
 import pytest
 from django.db import connection
 from django.utils import timezone
-from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
+from django_q.tasks import async_task
 
 from accounts.models import Account
 from heroshhi.checks import check_message_claim_timeout
@@ -38,8 +36,9 @@ from leads.models import Lead
 from messaging import services, tasks
 from messaging.models import Message, WhatsAppConnection
 from messaging.providers import CloudApiProvider
+from tests import workers
 from tests.fake_graph import FakeGraphServer
-from tests.servers import PROJECT_ROOT, server_env
+from tests.workers import kill_cluster, wait_for
 
 _numbers = itertools.count(1)
 
@@ -63,23 +62,6 @@ def queue_message(account: Account, text: str = "Hello") -> Message:
 def sends_per_message(fake_graph: FakeGraphServer) -> Counter:
     """Requests that reached the fake Graph API, per message id."""
     return Counter(body["biz_opaque_callback_data"] for body in fake_graph.sent_messages())
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def purged_broker() -> Iterator[Broker]:
-    """The task queue empty before and after: under Redis it outlives the test database."""
-    broker = get_broker()
-    broker.purge_queue()
-    yield broker
-    broker.purge_queue()
 
 
 # --- One claim ----------------------------------------------------------------------------------
@@ -173,12 +155,14 @@ def test_a_retryable_failure_releases_the_claim_and_a_later_run_sends_once(
     assert sends_per_message(fake_graph) == {str(message.pk): provider_attempts + 1}
 
 
-def test_a_read_timeout_after_sending_is_not_retried_and_the_message_fails(account, whatsapp_connection, fake_graph):
+def test_a_read_timeout_after_sending_is_not_retried_and_the_message_fails(
+    account, whatsapp_connection, fake_graph, settings
+):
     """Meta may have accepted a request that timed out while waiting for the answer:
     sending it again could deliver it twice. It fails with TIMEOUT, sent once."""
-    read_timeout = inspect.signature(CloudApiProvider).parameters["timeout"].default[1]
+    settings.WHATSAPP_READ_TIMEOUT = 0.3
     message = queue_message(account)
-    fake_graph.fail_next(code=None, status=200, delay=read_timeout + 2, body="{}")
+    fake_graph.fail_next(code=None, status=200, delay=1.0, body="{}")
 
     assert tasks.deliver_message(str(message.pk)) == Message.Status.FAILED
 
@@ -309,8 +293,13 @@ def test_the_sweeper_requeues_abandoned_messages_only(
 
     def sweep() -> list[str]:
         queued: list[str] = []
+
+        def async_task(func, *args, **kwargs):
+            assert func == "messaging.tasks.deliver_messages"  # in batches, not a task per message
+            queued.extend(args[0])
+
         with pytest.MonkeyPatch.context() as patch, django_capture_on_commit_callbacks(execute=True):
-            patch.setattr("django_q.tasks.async_task", lambda func, *args, **kw: queued.append(args[0]))
+            patch.setattr("django_q.tasks.async_task", async_task)
             count = tasks.requeue_stale_messages()
         assert count == len(queued)
         return sorted(queued)
@@ -358,29 +347,16 @@ MESSAGES = 30
 CLAIM_TIMEOUT = 3
 
 
-def start_cluster(fake_graph: FakeGraphServer, log: IO[bytes]) -> subprocess.Popen:
-    """``manage.py qcluster`` against the test database and broker, in its own process
-    group (the sentinel, pusher, monitor and workers die together)."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=PROJECT_ROOT,
-        env=server_env(
-            WHATSAPP_GRAPH_URL=fake_graph.base_url,
-            MESSAGE_CLAIM_TIMEOUT=str(CLAIM_TIMEOUT),
-            Q_TIMEOUT=str(CLAIM_TIMEOUT - 1),
-            Q_RETRY=str(CLAIM_TIMEOUT + 1),
-            Q_WORKERS="2",
-        ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def start_cluster(fake_graph: FakeGraphServer, log: IO[bytes], **env: str) -> subprocess.Popen:
+    return workers.start_cluster(
+        log,
+        WHATSAPP_GRAPH_URL=fake_graph.base_url,
+        MESSAGE_CLAIM_TIMEOUT=str(CLAIM_TIMEOUT),
+        Q_TIMEOUT=str(CLAIM_TIMEOUT - 1),
+        Q_RETRY=str(CLAIM_TIMEOUT + 1),
+        Q_WORKERS="2",
+        **env,
     )
-
-
-def kill_cluster(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
 
 
 @pytest.mark.live
@@ -442,3 +418,78 @@ def test_a_worker_killed_mid_send_and_restarted_sends_each_message_exactly_once(
     assert set(per_message) == ids, "a message was lost (or an unknown one was sent)"
     assert [m for m, n in per_message.items() if n > 1] == [], "a message was sent twice"
     assert not Message.objects.filter(pk__in=ids, wamid__isnull=True).exists()
+
+
+BATCHES = 8
+BATCH_SIZE = 10
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_batch_and_restarted_sends_each_message_exactly_once(
+    account, whatsapp_connection, fake_graph, settings, purged_broker
+):
+    """Batch tasks (messaging.tasks.deliver_messages): one claim per batch, the sends of
+    a batch in flight together on a worker's threads. SIGKILL lands while batches are
+    half sent: their claims stay behind on rows sent and unsent alike."""
+    settings.MESSAGE_CLAIM_TIMEOUT = CLAIM_TIMEOUT  # for the sweeper, run here
+    fake_graph.state.latency = 0.05  # a batch of 10 on 3 threads takes ~0.2 s: time to kill one mid-way
+    messages = [queue_message(account, text=f"Batch message {i}") for i in range(BATCHES * BATCH_SIZE)]
+    ids = [str(m.pk) for m in messages]
+    for start in range(0, len(ids), BATCH_SIZE):
+        async_task("messaging.tasks.deliver_messages", ids[start : start + BATCH_SIZE])
+    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
+    first = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
+    try:
+        mid_batch = Message.objects.filter(pk__in=ids, claim_token__isnull=False, wamid__isnull=True)
+        wait_for(
+            lambda: len(fake_graph.sent_messages()) >= len(ids) // 4 and mid_batch.exists(),
+            timeout=90,
+            what="batches half sent",
+        )
+        kill_cluster(first)
+        killed_at = time.monotonic()
+        time.sleep(0.5)  # requests already on the wire land at the fake server
+        reached = sends_per_message(fake_graph)
+        assert 0 < sum(reached.values()) < len(ids), "the worker was not killed mid-way"
+        assert mid_batch.exists(), "no batch was cut short"
+
+        # Meta answers every accepted message with a status webhook echoing our id: it
+        # links the sends whose answers died with the worker.
+        answer_lost = Message.objects.filter(pk__in=list(reached), wamid__isnull=True)
+        for message_id in list(answer_lost.values_list("pk", flat=True)):
+            services.message_status_apply(
+                wamid=f"wamid.ECHO{message_id.hex[:12]}",
+                status=Message.Status.SENT,
+                at=timezone.now(),
+                reference=str(message_id),
+            )
+
+        second = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
+        try:
+            time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
+
+            def all_sent() -> bool:
+                if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == len(ids):
+                    return True
+                tasks.requeue_stale_messages()  # the sweeper: in batches too
+                time.sleep(1)
+                return False
+
+            wait_for(all_sent, timeout=90, what="every message sent")
+            time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+        finally:
+            kill_cluster(second)
+    except BaseException:
+        sys.stderr.write(Path(log.name).read_text()[-5000:])
+        raise
+    finally:
+        kill_cluster(first)
+        log.close()
+        os.unlink(log.name)
+
+    per_message = sends_per_message(fake_graph)
+    assert set(per_message) == set(ids), "a message was lost (or an unknown one was sent)"
+    assert [m for m, n in per_message.items() if n > 1] == [], "a message was sent twice"
+    assert not Message.objects.filter(pk__in=ids, wamid__isnull=True).exists()
+    assert not Message.objects.filter(pk__in=ids, claim_token__isnull=False).exists()

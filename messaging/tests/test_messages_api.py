@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -143,6 +144,35 @@ def test_list_filters(owner_client, leads, query, expected):
 
     assert r.status_code == 200, r.content
     assert {m["body"].split(" about")[0] for m in r.json()["data"]} == expected
+
+
+def test_search_finds_text_anywhere_in_the_body_and_uses_the_trigram_index(owner_client, leads, other_account):
+    add_message(leads["mine"], "Your REFUND is on its way")
+    add_message(leads["theirs"], "no refunds after 30 days", inbound=True)
+    add_message(leads["nobodys"], "Price: 100% off_today")
+    add_message(leads["nobodys"], "Nothing to see")
+    add_message(make_lead(other_account), "refund for another workspace")
+
+    def found(text: str) -> set[str]:
+        r = owner_client.get("/api/messages", {"search": text})
+        assert r.status_code == 200, r.content
+        return {m["body"] for m in r.json()["data"]}
+
+    assert found("refund") == {"Your REFUND is on its way", "no refunds after 30 days"}
+    assert found("UND IS O") == {"Your REFUND is on its way"}  # mid-word, any case
+    assert found("100% off_") == {"Price: 100% off_today"}  # LIKE's wildcards are plain text
+    assert found("0%") == {"Price: 100% off_today"}
+    assert found("zzz") == set()
+
+    if connection.vendor == "postgresql":
+        # The search's SQL (UPPER(body) LIKE UPPER('%…%')) matches the index expression
+        # (messaging/migrations/0004): with sequential scans off, the plan uses it.
+        sql, params = Message.objects.filter(body__icontains="refund").query.sql_with_params()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "messaging_message_body_trgm" in plan, plan
 
 
 def test_list_filters_by_lead(owner_client, leads):

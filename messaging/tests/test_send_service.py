@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.tests.factories import AccountFactory
 from heroshhi.errors import ValidationFailed
 from leads.models import Lead
-from messaging import services, tasks
+from messaging import services, tasks, webhooks
 from messaging.models import Message, Template, WhatsAppConnection
 from messaging.services import (
     OptOutBlocked,
@@ -82,13 +82,14 @@ def test_sandbox_send_end_to_end_walks_sent_delivered_read(
 
     monkeypatch.setattr(tasks, "SANDBOX_STEP_SECONDS", 0)
     seen = []
-    original = services.message_status_apply
+    original = webhooks.message_statuses_apply
 
     def spy(**kwargs):
-        seen.append(kwargs["status"])
+        seen.extend(update.status for update in kwargs["updates"])
         return original(**kwargs)
 
-    monkeypatch.setattr(services, "message_status_apply", spy)
+    # The walk writes like Meta's status webhooks do.
+    monkeypatch.setattr(webhooks, "message_statuses_apply", spy)
     tasks.sandbox_walk_statuses(str(message.pk))
 
     message.refresh_from_db()

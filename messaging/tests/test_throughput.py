@@ -1,7 +1,8 @@
 """The per-number send cap holds across worker processes sharing the cache.
 
-Several forked processes call ``throughput_wait`` as fast as they can for a few
-seconds and record when each slot was let out. No wall-clock second may see more than
+Several forked processes take slots as fast as they can for a few seconds — one at a
+time (``throughput_wait``, a single send) or several at once (``throughput_take``, a
+batch) — and record when each slot was let out. No wall-clock second may see more than
 the cap, and every full second should see close to it (the cap is a target, not only
 a ceiling: a broadcast should run at the number's throughput)."""
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from messaging.throughput import throughput_wait
+from messaging.throughput import throughput_take, throughput_wait
 
 PROCESSES = 4
 PER_SECOND = 40
@@ -33,21 +34,31 @@ BACKENDS = ["database"] + (["redis"] if settings.REDIS_URL else [])
 
 
 def _take_slots(
-    key: str, per_second: int, start_at: float, stop_at: float, results: multiprocessing.queues.Queue
+    key: str, per_second: int, start_at: float, stop_at: float, results: multiprocessing.queues.Queue, chunk: int
 ) -> None:
-    """Runs in a forked worker: takes slots until ``stop_at``, sends back their times."""
+    """Runs in a forked worker: takes slots until ``stop_at`` (one at a time, or up to
+    ``chunk`` at once as a batch does), sends back the times they were let out."""
     stamps: list[float] = []
     try:
         time.sleep(max(0.0, start_at - time.time()))
         while time.time() < stop_at:
-            throughput_wait(key=key, per_second=per_second)
-            stamps.append(time.time())
+            if chunk == 1:
+                throughput_wait(key=key, per_second=per_second)
+                stamps.append(time.time())
+                continue
+            second, granted = throughput_take(key=key, per_second=per_second, count=chunk)
+            for _ in range(granted):  # a batch lets its requests out while the second lasts
+                if int(time.time()) != second:
+                    break
+                stamps.append(time.time())
+            if not granted:
+                time.sleep(max(0.0, second + 1 - time.time()))
     finally:
         connections.close_all()
         results.put(stamps)
 
 
-def _run_workers(key: str, per_second: int) -> tuple[list[float], float, float]:
+def _run_workers(key: str, per_second: int, chunk: int = 1) -> tuple[list[float], float, float]:
     # Children get their own database connections, not copies of the parent's socket.
     connections.close_all()
     start_at = int(time.time()) + 2  # a whole second, after every child is up
@@ -55,7 +66,7 @@ def _run_workers(key: str, per_second: int) -> tuple[list[float], float, float]:
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     workers = [
-        context.Process(target=_take_slots, args=(key, per_second, start_at, stop_at, results))
+        context.Process(target=_take_slots, args=(key, per_second, start_at, stop_at, results, chunk))
         for _ in range(PROCESSES)
     ]
     for worker in workers:
@@ -76,8 +87,9 @@ def shared_cache(request: pytest.FixtureRequest, settings) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_second_lets_out_more_than_the_cap_and_full_seconds_reach_it(shared_cache):
-    stamps, start_at, stop_at = _run_workers(f"test-{shared_cache}-{time.time_ns()}", PER_SECOND)
+@pytest.mark.parametrize("chunk", [1, 7], ids=["single-sends", "batches"])
+def test_no_second_lets_out_more_than_the_cap_and_full_seconds_reach_it(shared_cache, chunk):
+    stamps, start_at, stop_at = _run_workers(f"test-{shared_cache}-{chunk}-{time.time_ns()}", PER_SECOND, chunk)
 
     per_second = Counter(int(stamp) for stamp in stamps)
     assert per_second, "no slot was let out"
@@ -100,3 +112,21 @@ def test_numbers_have_separate_budgets_and_a_full_second_waits_for_the_next(shar
 
     throughput_wait(key=f"{prefix}-a", per_second=5)  # the sixth of number a
     assert int(time.time()) == second + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_gets_what_is_left_of_the_second_and_then_nothing(shared_cache):
+    time.sleep(1.02 - time.time() % 1)  # the start of a fresh second
+    key = f"take-{shared_cache}-{time.time_ns()}"
+
+    first = throughput_take(key=key, per_second=10, count=7)
+    second = throughput_take(key=key, per_second=10, count=5)
+    third = throughput_take(key=key, per_second=10, count=1)
+    single = throughput_wait(key=key, per_second=10)  # a single send waits for the next second
+
+    now = first[0]
+    assert (first, second, third) == ((now, 7), (now, 3), (now, 0))
+    assert single > 0
+    assert int(time.time()) == now + 1
+    assert throughput_take(key=key, per_second=10, count=20) == (now + 1, 9)  # the single send took one
+    assert throughput_take(key=f"{key}-other", per_second=10, count=0)[1] == 0

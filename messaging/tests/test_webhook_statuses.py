@@ -22,7 +22,11 @@ EVENTS = ["sent", "delivered", "read", "failed", "deleted"]
 
 
 def _initial(rng: random.Random) -> dict:
-    status = rng.choice(["queued", "sent", "delivered", "read", "failed"])
+    status = rng.choice(["queued", "sent", "delivered", "read", "failed", "timed out", "answer lost"])
+    if status in ("timed out", "answer lost"):
+        # Failed for want of Meta's answer: Meta's status webhook decides what happened.
+        code = "TIMEOUT" if status == "timed out" else "UNKNOWN_OUTCOME"
+        return {"status": "failed", "failed_at": START, "error_code": code, "error_title": "no answer"}
     stamps = {}
     if status in ("sent", "delivered", "read"):
         stamps["sent_at"] = START
