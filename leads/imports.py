@@ -323,97 +323,102 @@ class RowParser:
         return found
 
     def parse(self, rows: Iterable[tuple[int, list[str]]]) -> ParsedChunk:
+        """Validates the rows (every row on its own, one pass) and merges the good ones
+        by phone: later rows win, empty cells keep what earlier rows gave."""
         chunk = ParsedChunk(leads={})
         leads, errors = chunk.leads, chunk.errors
+        add_error = errors.append
         c = self.columns
         i_name, i_phone = c["name"], c["phone"]
         i_email, i_source, i_inquiry = c.get("email"), c.get("source"), c.get("inquiry")
         i_segment, i_status, i_tags = c.get("segment"), c.get("status"), c.get("tags")
         i_assignee, i_notes = c.get("assignedTo"), c.get("notes")
-        width, users = self.width, self.users
+        width, users, known_phones, phone_of = self.width, self.users, self.phones, self.phone
+        name_max, email_max, source_max, tag_max = self.name_max, self.email_max, self.source_max, self.tag_max
+        needs_cleaning, plain_email = _NEEDS_CLEANING.search, _PLAIN_EMAIL.fullmatch
+        strip = str.strip
+        count = good = 0
         for row_number, cells in rows:
-            chunk.rows += 1
+            count += 1
             if len(cells) < width:
                 cells = cells + [""] * (width - len(cells))
+            # One look for markup over the whole row: a row without any (nearly all)
+            # needs no cleaning beyond the strip, the same as _clean answers per cell.
+            clean = strip if needs_cleaning("".join(cells)) is None else _clean
             failed = False
 
-            name = _clean(cells[i_name])
+            name = clean(cells[i_name])
             if not name:
-                errors.append((row_number, "name", "Name is required."))
+                add_error((row_number, "name", "Name is required."))
                 failed = True
-            elif len(name) > self.name_max:
-                errors.append((row_number, "name", f"Name is longer than {self.name_max} characters."))
+            elif len(name) > name_max:
+                add_error((row_number, "name", f"Name is longer than {name_max} characters."))
                 failed = True
 
             raw_phone = cells[i_phone].strip()
             if raw_phone:
-                phone, problem = self.phone(raw_phone)
+                found = known_phones.get(raw_phone)
+                phone, problem = found if found is not None else phone_of(raw_phone)
                 if problem:
-                    errors.append((row_number, "phone", problem))
+                    add_error((row_number, "phone", problem))
                     failed = True
             else:
                 phone = None
-                errors.append((row_number, "phone", "Phone is required."))
+                add_error((row_number, "phone", "Phone is required."))
                 failed = True
 
             email = source = inquiry = segment = status = assignee = notes = None
             if i_email is not None and (value := cells[i_email].strip()):
                 email = value.lower()
-                if len(email) > self.email_max or not _valid_email(email):
-                    errors.append((row_number, "email", f"{value!r} is not a valid email address."))
+                if len(email) > email_max or (plain_email(email) is None and not _valid_email(email)):
+                    add_error((row_number, "email", f"{value!r} is not a valid email address."))
                     failed = True
-            if i_source is not None and (value := _clean(cells[i_source])):
+            if i_source is not None and (value := clean(cells[i_source])):
                 source = value
-                if len(value) > self.source_max:
-                    errors.append((row_number, "source", f"Source is longer than {self.source_max} characters."))
+                if len(value) > source_max:
+                    add_error((row_number, "source", f"Source is longer than {source_max} characters."))
                     failed = True
-            if i_inquiry is not None and (value := _clean(cells[i_inquiry])):
+            if i_inquiry is not None and (value := clean(cells[i_inquiry])):
                 inquiry = value
                 if len(value) > INQUIRY_MAX_LENGTH:
-                    errors.append((row_number, "inquiry", f"Inquiry is longer than {INQUIRY_MAX_LENGTH} characters."))
+                    add_error((row_number, "inquiry", f"Inquiry is longer than {INQUIRY_MAX_LENGTH} characters."))
                     failed = True
-            if i_notes is not None and (value := _clean(cells[i_notes])):
+            if i_notes is not None and (value := clean(cells[i_notes])):
                 notes = value
                 if len(value) > NOTES_MAX_LENGTH:
-                    errors.append((row_number, "notes", f"Notes are longer than {NOTES_MAX_LENGTH} characters."))
+                    add_error((row_number, "notes", f"Notes are longer than {NOTES_MAX_LENGTH} characters."))
                     failed = True
             if i_segment is not None and (value := cells[i_segment].strip()):
                 segment = value.lower()
                 if segment not in SEGMENTS:
-                    errors.append((row_number, "segment", f"Unknown segment {value!r}: use hot, warm or cold."))
+                    add_error((row_number, "segment", f"Unknown segment {value!r}: use hot, warm or cold."))
                     failed = True
             if i_status is not None and (value := cells[i_status].strip()):
                 status = value.lower()
                 if status not in STATUSES:
-                    errors.append(
-                        (row_number, "status", f"Unknown status {value!r}: use {', '.join(Lead.Status.values)}.")
-                    )
+                    add_error((row_number, "status", f"Unknown status {value!r}: use {', '.join(Lead.Status.values)}."))
                     failed = True
             if i_assignee is not None and (value := cells[i_assignee].strip()):
                 assignee = users.get(value.lower())
                 if assignee is None:
-                    errors.append(
-                        (row_number, "assignedTo", f"No active user with the email {value!r} in this account.")
-                    )
+                    add_error((row_number, "assignedTo", f"No active user with the email {value!r} in this account."))
                     failed = True
             tags = None
             if i_tags is not None and (value := cells[i_tags].strip()):
                 tags = {}
                 for part in value.split(";"):
-                    tag = _clean(part)
+                    tag = clean(part)
                     if not tag:
                         continue
-                    if len(tag) > self.tag_max:
-                        errors.append(
-                            (row_number, "tags", f"Tag {tag[:20]!r}… is longer than {self.tag_max} characters.")
-                        )
+                    if len(tag) > tag_max:
+                        add_error((row_number, "tags", f"Tag {tag[:20]!r}… is longer than {tag_max} characters."))
                         failed = True
                         break
                     tags.setdefault(tag.lower(), tag)
 
             if failed:
                 continue
-            chunk.good_rows += 1
+            good += 1
             staged = leads.get(phone)
             if staged is None:
                 leads[phone] = [name, email, source, inquiry, segment, status, assignee, notes, tags or {}]
@@ -424,6 +429,7 @@ class RowParser:
                 if tags:
                     for key, tag in tags.items():
                         staged[_TAGS].setdefault(key, tag)
+        chunk.rows, chunk.good_rows = count, good
         return chunk
 
 
@@ -490,7 +496,15 @@ def _defaults(model: type[models.Model], skip: set[str]) -> dict[str, Any]:
 
 class LeadWriter:
     """Writes parsed chunks of one import with a constant number of statements per
-    chunk. Must run inside a transaction (the staging tables live in it)."""
+    chunk. Must run inside a transaction (the staging tables live in it).
+
+    PostgreSQL: one SELECT finds which of the chunk's phones the account already has.
+    The new leads go in with one COPY straight into the lead table, in a savepoint:
+    should another writer add one of those phones meanwhile, the unique constraint
+    stops the COPY and they join the rest. The rest (leads that exist) is staged by
+    one COPY and merged by one ``INSERT … ON CONFLICT (account_id, phone) DO UPDATE``.
+    SQLite: every lead through the staging table and the upsert. Then one statement
+    for new tags and one (from a staged COPY) for the tag links."""
 
     STAGE = "heroshhi_lead_import_stage"
     STAGE_TAGS = "heroshhi_lead_import_stage_tags"
@@ -504,6 +518,7 @@ class LeadWriter:
         lead_table, tag_table = qn(Lead._meta.db_table), qn(Tag._meta.db_table)
         through = Lead.tags.through._meta
         self.lead_table, self.tag_table = lead_table, tag_table
+        self.lead_table_name = Lead._meta.db_table
         uuid_type = Lead._meta.pk.db_type(connection)
         user_pk_type = User._meta.pk.db_type(connection)
         tag_pk_type = Tag._meta.pk.rel_db_type(connection)
@@ -514,8 +529,12 @@ class LeadWriter:
             + ", ".join(f"{qn(c)} {column_types.get(c, 'text')}" for c in self.stage_columns)
             + (") ON COMMIT DROP" if self.postgres else ")")
         )
+        # The links are staged by lead id on PostgreSQL (the ids are known there), by
+        # phone elsewhere.
+        self.link_key = "lead_id" if self.postgres else "phone"
         self.create_stage_tags = (
-            f"CREATE TEMP TABLE {qn(self.STAGE_TAGS)} ({qn('phone')} text, {qn('tag_id')} {tag_pk_type})"
+            f"CREATE TEMP TABLE {qn(self.STAGE_TAGS)} "
+            f"({qn(self.link_key)} {uuid_type if self.postgres else 'text'}, {qn('tag_id')} {tag_pk_type})"
             + (" ON COMMIT DROP" if self.postgres else "")
         )
 
@@ -564,12 +583,22 @@ class LeadWriter:
             + f" WHERE {changed}"
         )
         if self.postgres:
-            self.upsert = f"WITH upserted AS ({self.upsert} RETURNING (xmax = 0) AS inserted) "
-            self.upsert += "SELECT COUNT(*) FILTER (WHERE inserted) FROM upserted"
+            # The leads inserted or changed, with their ids (for the tag links).
+            self.upsert += f" RETURNING {lead_table}.id, {lead_table}.phone, ({lead_table}.xmax = 0)"
         self.count_existing = (
             f"SELECT COUNT(*) FROM {qn(self.STAGE)} s "  # noqa: S608
             f"JOIN {lead_table} l ON l.account_id = %s AND l.phone = s.phone"
         )
+        # PostgreSQL: the lead id (or NULL) of each of the chunk's phones. A lookup
+        # per phone on the unique index, not "phone = ANY(…)": with statistics that
+        # lag behind a large import, the planner may read all of the account's leads
+        # and test each against the whole list.
+        self.find_existing = (
+            f"SELECT p.phone, (SELECT l.id FROM {lead_table} l WHERE l.account_id = %s AND l.phone = p.phone) "  # noqa: S608
+            "FROM unnest(%s::text[]) AS p(phone)"
+        )
+        self.new_lead_columns = ["id", "account_id", "phone", *STAGED_FIELDS, "created_at", "updated_at"]
+        self.new_lead_columns += self.defaults
 
         tag_defaults = _defaults(Tag, skip={"id", "account_id", "name", "color", "created_at"})
         tag_columns = ["account_id", "name", "color", "created_at", *tag_defaults]
@@ -578,20 +607,28 @@ class LeadWriter:
             f"INSERT INTO {tag_table} ({', '.join(qn(c) for c in tag_columns)}) "  # noqa: S608
             f"VALUES ({', '.join(['%s'] * len(tag_columns))}) ON CONFLICT (account_id, name) DO NOTHING"
         )
-        self.link_tags = (
-            f"INSERT INTO {qn(through.db_table)} ({qn('lead_id')}, {qn('tag_id')}) "  # noqa: S608
-            f"SELECT (SELECT l.id FROM {lead_table} l WHERE l.account_id = %s AND l.phone = st.phone), st.tag_id "
-            f"FROM {qn(self.STAGE_TAGS)} st WHERE true ON CONFLICT DO NOTHING"
-        )
+        if self.postgres:
+            self.link_tags = (
+                f"INSERT INTO {qn(through.db_table)} ({qn('lead_id')}, {qn('tag_id')}) "  # noqa: S608
+                f"SELECT st.lead_id, st.tag_id FROM {qn(self.STAGE_TAGS)} st ON CONFLICT DO NOTHING"
+            )
+        else:
+            self.link_tags = (
+                f"INSERT INTO {qn(through.db_table)} ({qn('lead_id')}, {qn('tag_id')}) "  # noqa: S608
+                f"SELECT (SELECT l.id FROM {lead_table} l WHERE l.account_id = %s AND l.phone = st.phone), st.tag_id "
+                f"FROM {qn(self.STAGE_TAGS)} st WHERE true ON CONFLICT DO NOTHING"
+            )
 
     def _fill(self, cursor, table: str, columns: list[str], rows: list[tuple]) -> None:
-        """One COPY (PostgreSQL) or one executemany (SQLite) into a staging table."""
+        """One COPY (PostgreSQL) or one executemany (SQLite) into a table (a staging
+        one, or on PostgreSQL the lead table for new leads)."""
         if not rows:
             return
         if self.postgres:
             with cursor.copy(f"COPY {self.qn(table)} ({', '.join(map(self.qn, columns))}) FROM STDIN") as copy:
+                write_row = copy.write_row
                 for row in rows:
-                    copy.write_row(row)
+                    write_row(row)
         else:
             cursor.executemany(
                 f"INSERT INTO {self.qn(table)} VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
@@ -614,51 +651,138 @@ class LeadWriter:
         """Upserts the chunk's leads and links their tags; answers how many leads it created."""
         if not chunk.leads:
             return 0
-        now = timezone.now()
-        now_db = Lead._meta.get_field("updated_at").get_db_prep_save(now, connection)
+        now_db = Lead._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+        with connection.cursor() as cursor:
+            if self.postgres:
+                created, lead_ids = self._write_leads_postgres(cursor, chunk.leads, now_db)
+            else:
+                created, _ = self._upsert_staged(cursor, chunk.leads, now_db)
+                lead_ids = None
+            self._write_tags(cursor, chunk.leads, lead_ids, now_db)
+        return created
+
+    def _write_leads_postgres(self, cursor, leads: dict[str, list], now_db) -> tuple[int, dict[str, Any]]:
+        """(leads created, phone → lead id) for a chunk's leads, on PostgreSQL."""
+        account_pk = self.account_pk
+        cursor.execute(self.find_existing, [account_pk, list(leads)])
+        lead_ids: dict[str, Any] = {phone: lead_id for phone, lead_id in cursor.fetchall() if lead_id is not None}
+        existing = set(lead_ids)
+        created = 0
+        new_phones = sorted(phone for phone in leads if phone not in existing)  # sorted: index locality
+        if new_phones:
+            pending = str(Lead.Status.PENDING.value)
+            defaults = tuple(self.defaults.values())
+            new_rows = []
+            for lead_id, phone in zip(_new_ids(len(new_phones)), new_phones, strict=True):
+                name, email, source, inquiry, segment, status, assignee, notes, _tags = leads[phone]
+                new_rows.append(
+                    (
+                        lead_id,
+                        account_pk,
+                        phone,
+                        name,
+                        email or "",
+                        source or "",
+                        inquiry or "",
+                        segment or "",
+                        status or pending,
+                        assignee,
+                        notes or "",
+                        now_db,
+                        now_db,
+                        *defaults,
+                    )
+                )
+            try:
+                with transaction.atomic(savepoint=True):
+                    self._fill(cursor, self.lead_table_name, self.new_lead_columns, new_rows)
+            except Exception as exc:
+                if not _is_unique_violation(exc):
+                    raise
+                # Another writer added one of these phones since the SELECT: they all
+                # go through the upsert, which updates that one.
+                existing.update(new_phones)
+            else:
+                created = len(new_rows)
+                lead_ids.update((row[2], row[0]) for row in new_rows)
+            del new_rows
+        if existing:
+            inserted, returned = self._upsert_staged(cursor, {p: leads[p] for p in existing}, now_db)
+            created += inserted
+            # The ids of leads inserted or changed (a lead deleted since the SELECT was
+            # inserted again, with a new id).
+            lead_ids.update((phone, lead_id) for lead_id, phone, _ in returned)
+            missing = [phone for phone in existing if phone not in lead_ids]
+            if missing:  # only after a lost race: leads added by another writer, left unchanged
+                cursor.execute(self.find_existing, [account_pk, missing])
+                lead_ids.update((phone, lead_id) for phone, lead_id in cursor.fetchall() if lead_id is not None)
+        return created, lead_ids
+
+    def _upsert_staged(self, cursor, leads: dict[str, list], now_db) -> tuple[int, list[tuple]]:
+        """Stages the leads (one COPY or executemany) and upserts them (one statement);
+        answers how many it created and, on PostgreSQL, (id, phone, inserted) of the
+        leads it inserted or changed."""
         account_pk = self.account_pk
         # Ids for every staged lead; those that turn out to exist keep their own.
         lead_rows = [
             (lead_id, phone, *staged[:_TAGS])
-            for lead_id, (phone, staged) in zip(_new_ids(len(chunk.leads)), chunk.leads.items(), strict=True)
+            for lead_id, (phone, staged) in zip(_new_ids(len(leads)), leads.items(), strict=True)
         ]
+        cursor.execute(self.create_stage)
+        self._fill(cursor, self.STAGE, self.stage_columns, lead_rows)
+        del lead_rows
+        params = [account_pk, account_pk, Lead.Status.PENDING, now_db, now_db, *self.defaults.values()]
+        returned: list[tuple] = []
+        if self.postgres:
+            cursor.execute(self.upsert, params)
+            returned = cursor.fetchall()
+            created = sum(1 for *_, inserted in returned if inserted)
+        else:
+            cursor.execute(self.count_existing, [account_pk])
+            created = len(leads) - cursor.fetchone()[0]
+            cursor.execute(self.upsert, params)
+        cursor.execute(f"DROP TABLE {self.qn(self.STAGE)}")
+        return created, returned
+
+    def _write_tags(self, cursor, leads: dict[str, list], lead_ids: dict[str, Any] | None, now_db) -> None:
+        """Creates the chunk's new tags (one statement) and links the leads to their
+        tags (one COPY into a staging table, one INSERT … SELECT)."""
         tag_names: dict[str, str] = {}
-        for staged in chunk.leads.values():
+        for staged in leads.values():
             if staged[_TAGS]:
                 for key, tag in staged[_TAGS].items():
                     tag_names.setdefault(key, tag)
+        if not tag_names:
+            return
+        account_pk = self.account_pk
+        if self.tag_ids is None:
+            self.tag_ids = self._tag_map(cursor)
+        missing = [tag for key, tag in tag_names.items() if key not in self.tag_ids]
+        if missing:
+            cursor.executemany(
+                self.insert_tags,
+                [(account_pk, tag, DEFAULT_TAG_COLOR, now_db, *self.tag_default_values) for tag in missing],
+            )
+            self.tag_ids = self._tag_map(cursor)
+        tag_ids = self.tag_ids
+        links = [
+            (phone if lead_ids is None else lead_ids[phone], tag_ids[key])
+            for phone, staged in leads.items()
+            for key in staged[_TAGS]
+        ]
+        cursor.execute(self.create_stage_tags)
+        self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
+        cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
+        cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
 
-        with connection.cursor() as cursor:
-            cursor.execute(self.create_stage)
-            self._fill(cursor, self.STAGE, self.stage_columns, lead_rows)
-            del lead_rows
-            params = [account_pk, account_pk, Lead.Status.PENDING, now_db, now_db, *self.defaults.values()]
-            if self.postgres:
-                cursor.execute(self.upsert, params)
-                created = cursor.fetchone()[0]
-            else:
-                cursor.execute(self.count_existing, [account_pk])
-                created = len(chunk.leads) - cursor.fetchone()[0]
-                cursor.execute(self.upsert, params)
-            cursor.execute(f"DROP TABLE {self.qn(self.STAGE)}")
 
-            if tag_names:
-                if self.tag_ids is None:
-                    self.tag_ids = self._tag_map(cursor)
-                missing = [tag for key, tag in tag_names.items() if key not in self.tag_ids]
-                if missing:
-                    cursor.executemany(
-                        self.insert_tags,
-                        [(account_pk, tag, DEFAULT_TAG_COLOR, now_db, *self.tag_default_values) for tag in missing],
-                    )
-                    self.tag_ids = self._tag_map(cursor)
-                tag_ids = self.tag_ids
-                links = [(phone, tag_ids[key]) for phone, staged in chunk.leads.items() for key in staged[_TAGS]]
-                cursor.execute(self.create_stage_tags)
-                self._fill(cursor, self.STAGE_TAGS, ["phone", "tag_id"], links)
-                cursor.execute(self.link_tags, [account_pk])
-                cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
-        return created
+def _is_unique_violation(exc: BaseException) -> bool:
+    """Whether a database error (psycopg's, or Django's wrapping it) is a unique violation."""
+    try:
+        from psycopg import errors
+    except ImportError:  # pragma: no cover - PostgreSQL runs with psycopg
+        return False
+    return isinstance(exc, errors.UniqueViolation) or isinstance(exc.__cause__, errors.UniqueViolation)
 
 
 # --- Running an import -----------------------------------------------------------------
