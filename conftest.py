@@ -4,6 +4,7 @@ clean rate-limit counter for every test."""
 
 import pytest
 from django.core.cache import cache
+from django_q.brokers import get_broker
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -123,3 +124,59 @@ def whatsapp_connection(fake_graph, account):
         app_secret="test-app-secret",
         verify_token_hash=verify_token_digest("test-verify-token"),
     )
+
+
+@pytest.fixture
+def purged_broker():
+    """django-q2's task queue empty before and after: under Redis it outlives the test database."""
+    broker = get_broker()
+    broker.purge_queue()
+    yield broker
+    broker.purge_queue()
+
+
+# --- Real-browser tests (tests/browser.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium (Debian's, never downloaded), one per test module; each test
+    gets its own context. Fails, never skips, when Chromium is missing."""
+    from tests.browser import launched_chromium
+
+    with launched_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def site(live_server, settings) -> str:
+    """The live server's base URL. It runs in this process on the test database, so
+    objects the test creates are what the browser sees."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return live_server.url
+
+
+def _page(chromium, site, **kwargs):
+    from tests.browser import new_page
+
+    page = new_page(chromium, site, **kwargs)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def anonymous_page(chromium, site):
+    """A browser page with no session."""
+    yield from _page(chromium, site)
+
+
+@pytest.fixture
+def owner_page(chromium, site, owner):
+    """A browser page logged in as the account's admin."""
+    yield from _page(chromium, site, user=owner)
+
+
+@pytest.fixture
+def agent_page(chromium, site, agent):
+    """A browser page logged in as an agent of the same account."""
+    yield from _page(chromium, site, user=agent)

@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
+        from campaigns.services import dispatcher_ensure
+        from messaging.services import delivery_sweeper_ensure
+
+        # The worker's recurring schedules exist before it starts.
+        dispatcher_ensure()
+        delivery_sweeper_ensure()
         manage = [sys.executable, "manage.py"]
         worker = subprocess.Popen([*manage, "qcluster"])
         web = subprocess.Popen([*manage, "runserver", "--noreload", f"{host}:{port}"])

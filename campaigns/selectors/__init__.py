@@ -1,0 +1,1 @@
+"""Reads of campaigns, one module per kind: broadcasts, drips, scheduled messages."""

@@ -1,0 +1,143 @@
+"""Drips with a real django-q2 cluster: due enrollments are taken by
+campaigns.tasks.dispatch_due (queued here every second, standing in for its
+every-minute schedule), their steps delivered to the fake Graph API server, and the
+cluster is killed with SIGKILL mid-way and restarted: every step of every lead
+reaches the server exactly once, in order."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import IO
+
+import pytest
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from campaigns.models import Enrollment
+from campaigns.services import drips as services
+from leads.tests.factories import LeadFactory
+from messaging import services as messaging_services
+from messaging import tasks as messaging_tasks
+from messaging.models import Message
+from tests import workers
+from tests.fake_graph import FakeGraphServer
+from tests.workers import kill_cluster, wait_for
+
+LEADS = 40
+STEPS = 2
+CLAIM_TIMEOUT = 3
+
+
+def start_cluster(fake_graph: FakeGraphServer, log: IO[bytes]) -> subprocess.Popen:
+    return workers.start_cluster(
+        log,
+        WHATSAPP_GRAPH_URL=fake_graph.base_url,
+        MESSAGE_CLAIM_TIMEOUT=str(CLAIM_TIMEOUT),
+        Q_TIMEOUT=str(CLAIM_TIMEOUT - 1),
+        Q_RETRY=str(CLAIM_TIMEOUT + 1),
+        Q_WORKERS="2",
+    )
+
+
+def sends_per_step(fake_graph: FakeGraphServer) -> Counter:
+    """Requests at the fake Graph server per (lead, step)."""
+    steps = {str(m.pk): (m.lead_id, m.drip_step) for m in Message.objects.filter(source="drip")}
+    return Counter(steps.get(body["biz_opaque_callback_data"], "unknown") for body in fake_graph.sent_messages())
+
+
+def tick() -> None:
+    """What the schedules do every minute, here every second: rescue abandoned
+    deliveries (the sweeper), then run the dispatcher in the cluster."""
+    messaging_tasks.requeue_stale_messages()
+    async_task("campaigns.tasks.dispatch_due")
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_due_steps_go_out_once_each_through_a_killed_and_restarted_cluster(
+    account, owner, whatsapp_connection, fake_graph, settings, purged_broker
+):
+    settings.MESSAGE_CLAIM_TIMEOUT = CLAIM_TIMEOUT  # for the sweeper, run here
+    fake_graph.state.latency = 0.05  # ~20 sends a second per worker: time to kill it mid-way
+    now = timezone.now()
+    drip = services.drip_create(
+        account=account,
+        user=owner,
+        data={
+            "name": "Welcome",
+            "stop_on_reply": False,
+            "steps": [
+                {"delay_amount": 0, "delay_unit": "minutes", "text": "Welcome, {{first_name}}"},
+                {"delay_amount": 0, "delay_unit": "minutes", "text": "Here is what we offer"},
+            ],
+        },
+    )
+    leads = [LeadFactory(account=account, last_inbound_at=now - timedelta(hours=1)) for _ in range(LEADS)]
+    result = services.drip_enroll(drip=drip, user=owner, lead_ids=[lead.pk for lead in leads])
+    assert result.enrolled == LEADS
+    wanted = {(lead.pk, step) for lead in leads for step in range(STEPS)}
+
+    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
+    first = start_cluster(fake_graph, log)
+    try:
+
+        def some_sent() -> bool:
+            tick()
+            time.sleep(0.2)
+            return len(fake_graph.sent_messages()) >= LEADS // 3
+
+        wait_for(some_sent, timeout=90, what="the first step messages")
+        kill_cluster(first)
+        time.sleep(0.5)  # requests already on the wire land at the fake server
+        reached = sends_per_step(fake_graph)
+        assert 0 < sum(reached.values()) < LEADS * STEPS, "the cluster was not killed mid-way"
+
+        # Meta answers every accepted message with a status webhook echoing our id: it
+        # links the sends whose answer died with the worker.
+        sent_ids = {body["biz_opaque_callback_data"] for body in fake_graph.sent_messages()}
+        for message in Message.objects.filter(pk__in=sent_ids, wamid__isnull=True):
+            messaging_services.message_status_apply(
+                wamid=f"wamid.ECHO{message.pk.hex[:12]}",
+                status=Message.Status.SENT,
+                at=timezone.now(),
+                reference=str(message.pk),
+            )
+
+        second = start_cluster(fake_graph, log)
+        try:
+
+            def all_done() -> bool:
+                finished = Enrollment.objects.filter(drip=drip, status=Enrollment.Status.COMPLETED).count()
+                if finished == LEADS and not Message.objects.filter(source="drip", status="queued").exists():
+                    return True
+                tick()
+                time.sleep(1)
+                return False
+
+            wait_for(all_done, timeout=150, what="every step of every lead sent")
+            time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+        finally:
+            kill_cluster(second)
+    except BaseException:
+        sys.stderr.write(Path(log.name).read_text()[-5000:])
+        raise
+    finally:
+        kill_cluster(first)
+        log.close()
+        os.unlink(log.name)
+
+    per_step = sends_per_step(fake_graph)
+    assert set(per_step) == wanted, "a step was lost (or an unknown message was sent)"
+    assert [key for key, n in per_step.items() if n > 1] == [], "a step was sent twice"
+    assert set(Enrollment.objects.filter(drip=drip).values_list("steps_sent", "steps_skipped")) == {(STEPS, 0)}
+    # In order: each lead's second step reached the server after its first.
+    order = {}
+    for body in fake_graph.sent_messages():
+        message = Message.objects.get(pk=body["biz_opaque_callback_data"])
+        order.setdefault(message.lead_id, []).append(message.drip_step)
+    assert all(steps == [0, 1] for steps in order.values())
