@@ -14,6 +14,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -28,6 +29,8 @@ from heroshhi.errors import (
     InvalidCredentials,
     InvalidToken,
     InvalidTwoFactorCode,
+    NotFound,
+    PermissionDenied,
     ValidationFailed,
 )
 from heroshhi.text import clean_text
@@ -288,4 +291,94 @@ def password_reset_confirm(*, token: str, password: str) -> User:
     user.set_password(password)
     user.save(update_fields=["password"])
     auth_revoke_all_refresh_tokens(user=user)
+    return user
+
+
+# --- Team (admins manage the account's users) --------------------------------------
+
+
+def _require_admin(actor: User) -> None:
+    if not actor.is_account_admin:
+        raise PermissionDenied("Only account admins can manage the team.")
+
+
+def _check_role(role: str) -> None:
+    if role not in User.Role.values:
+        allowed = ", ".join(User.Role.values)
+        raise ValidationFailed(f"Role must be one of: {allowed}.", errors={"role": [f"Choose one of: {allowed}."]})
+
+
+def _last_active_admin(user: User) -> bool:
+    """Whether ``user`` is the account's only active admin. Locks the admins' rows so two
+    admins demoting each other at the same moment can't both succeed."""
+    admins = User.objects.select_for_update().filter(account_id=user.account_id, role=User.Role.ADMIN, is_active=True)
+    return list(admins.values_list("pk", flat=True)) == [user.pk]
+
+
+@transaction.atomic
+def user_create(*, actor: User, email: str, name: str, role: str, password: str) -> User:
+    """A new user in the actor's account, with an initial password the admin hands over
+    (they can change it later with the password-reset flow)."""
+    _require_admin(actor)
+    _check_role(role)
+    email = _normalize_email(email or "")
+    name = clean_text(name or "")[:150]
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationFailed(
+            "Enter a valid email address.", errors={"email": ["Enter a valid email address."]}
+        ) from None
+    taken = ValidationFailed(
+        "A user with this email already exists.", errors={"email": ["A user with this email already exists."]}
+    )
+    if User.objects.filter(email=email).exists():
+        raise taken
+    user = User(account_id=actor.account_id, email=email, name=name, role=role)
+    _check_password_strength(password or "", user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # the same email added a moment ago
+        raise taken from None
+    return user
+
+
+@transaction.atomic
+def user_set_role(*, actor: User, user: User, role: str) -> User:
+    """Changes a teammate's role; never one's own, never the last active admin's."""
+    _require_admin(actor)
+    _check_role(role)
+    if user.account_id != actor.account_id:
+        raise NotFound("User not found.")
+    if user.pk == actor.pk:
+        raise ValidationFailed(
+            "You cannot change your own role.", errors={"role": ["You cannot change your own role."]}
+        )
+    if role != User.Role.ADMIN and user.role == User.Role.ADMIN and _last_active_admin(user):
+        raise ValidationFailed(
+            "The account needs at least one active admin.",
+            errors={"role": ["The account needs at least one active admin."]},
+        )
+    user.role = role
+    user.save(update_fields=["role"])
+    return user
+
+
+@transaction.atomic
+def user_set_active(*, actor: User, user: User, is_active: bool) -> User:
+    """Deactivates (can no longer log in; API tokens revoked; their leads stay assigned)
+    or reactivates a teammate; never oneself, never the last active admin."""
+    _require_admin(actor)
+    if user.account_id != actor.account_id:
+        raise NotFound("User not found.")
+    if user.pk == actor.pk:
+        raise ValidationFailed("You cannot deactivate yourself.")
+    if not is_active and user.role == User.Role.ADMIN and _last_active_admin(user):
+        raise ValidationFailed("The account needs at least one active admin.")
+    user.is_active = is_active
+    user.save(update_fields=["is_active"])
+    if not is_active:
+        auth_revoke_all_refresh_tokens(user=user)
     return user

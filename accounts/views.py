@@ -10,8 +10,11 @@ media-type parameter naming JSON or an Accept header are all a hostile page can 
 freely, so such requests get the JSON answer but keep the CSRF check.
 """
 
+import functools
 import json
+import zoneinfo
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
@@ -19,15 +22,21 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import forms, services
 from accounts.api.serializers import UserOutputSerializer
 from heroshhi.api import error_response, wants_json
 from heroshhi.errors import DomainError
 from heroshhi.ratelimit import rate_limit_hit
+from leads.models import Lead
+from leads.selectors import contact_list, lead_analytics
+from messaging.models import Message
+from messaging.selectors import message_scope
 
 
 class _BadBody(Exception):
@@ -242,6 +251,47 @@ def reset_password_view(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/reset_password.html", {"form": form}, status=_form_status(form, limited))
 
 
-@login_required
+def staff_page(view):
+    """A dashboard page: login required, and dates and times read and shown in the
+    account's time zone (forms parse naive times in it, templates render in it).
+
+    An htmx request whose session has ended (a thread polled after the idle timeout)
+    sends the whole page to the login, not the login form into the fragment."""
+
+    protected = login_required(view)
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if getattr(request, "htmx", False):
+                page = request.htmx.current_url_abs_path or "/"
+                return HttpResponseClientRedirect(f"{settings.LOGIN_URL}?{urlencode({'next': page})}")
+            return protected(request, *args, **kwargs)
+        with timezone.override(zoneinfo.ZoneInfo(request.user.account.time_zone)):
+            return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+WAITING_ON_HOME = 5
+
+
+@staff_page
+@require_http_methods(["GET"])
 def home_view(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/home.html")
+    """Today at a glance, from the same selectors as the API's analytics and contacts."""
+    user = request.user
+    today = timezone.localdate()
+    analytics = lead_analytics(user=user, date_from=today, date_to=today)
+    unread = message_scope(user=user).filter(direction=Message.Direction.INBOUND, is_read=False)
+    unread_leads = unread.order_by().values("lead_id")
+    context = {
+        "today": today,
+        "analytics": analytics,
+        "new_leads_today": analytics["createdPerDay"][0]["count"],
+        "messages_sent_today": analytics["messages"]["outbound"],
+        "unread_conversations": unread_leads.distinct().count(),
+        "waiting": list(contact_list(user=user).filter(pk__in=unread_leads)[:WAITING_ON_HOME]),
+        "statuses": [(value, label, analytics["byStatus"][value]) for value, label in Lead.Status.choices],
+    }
+    return render(request, "accounts/home.html", context)
