@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
 
 from accounts.models import Account, User
 from heroshhi.errors import DomainError, ValidationFailed
@@ -92,6 +93,37 @@ def message_list(*, user: User, filters: MessageFilters | None = None) -> QueryS
     if filters.search:
         messages = messages.filter(body__icontains=filters.search.strip())
     return messages.order_by("-created_at", "-id")
+
+
+def message_status_per_day(*, user: User, date_from: date, date_to: date) -> list[dict]:
+    """Outbound messages the user may see, per day of the account's calendar from
+    ``date_from`` to ``date_to`` (zeros included), counted by how far each got:
+    sent (sent, delivered or read), delivered (delivered or read), read, failed.
+    Statuses never move backwards, so the status says it all. One query."""
+    zone = zoneinfo.ZoneInfo(user.account.time_zone)
+    start, end = _start_of(date_from, zone), _start_of(date_to + timedelta(days=1), zone)
+    status = Message.Status
+    rows = (
+        message_scope(user=user)
+        .filter(direction=Message.Direction.OUTBOUND, created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=zone))
+        .order_by()
+        .values("day")
+        .annotate(
+            total=Count("id"),
+            sent=Count("id", filter=Q(status__in=[status.SENT, status.DELIVERED, status.READ])),
+            delivered=Count("id", filter=Q(status__in=[status.DELIVERED, status.READ])),
+            read=Count("id", filter=Q(status=status.READ)),
+            failed=Count("id", filter=Q(status=status.FAILED)),
+        )
+    )
+    by_day = {row["day"]: row for row in rows}
+    days = []
+    for i in range((date_to - date_from).days + 1):
+        day = date_from + timedelta(days=i)
+        row = by_day.get(day, {})
+        days.append({"date": day, **{k: row.get(k, 0) for k in ("total", "sent", "delivered", "read", "failed")}})
+    return days
 
 
 def conversation(*, lead: Lead, oldest_first: bool = False) -> QuerySet[Message]:
