@@ -1,6 +1,7 @@
 from django.conf import settings
+from django.shortcuts import render
 
-from heroshhi.api import error_response, is_api_request
+from heroshhi.api import error_response, is_api_request, wants_json
 
 
 class ApiErrorMiddleware:
@@ -50,7 +51,10 @@ class RequestSizeLimitMiddleware:
         multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data")
         limit = settings.MAX_UPLOAD_SIZE if multipart else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
-            return error_response(
-                413, "PAYLOAD_TOO_LARGE", f"The request body is too large (limit {limit // 1024} KiB)."
-            )
+            if is_api_request(request) or wants_json(request):
+                return error_response(
+                    413, "PAYLOAD_TOO_LARGE", f"The request body is too large (limit {limit // 1024} KiB)."
+                )
+            # A dashboard form (a CSV upload): a page that says so, in the layout.
+            return render(request, "413.html", {"limit": limit}, status=413)
         return self.get_response(request)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.models import User
 from accounts.selectors import user_list_for_account
 from accounts.views import staff_page
+from campaigns.selectors import drips as drip_selectors
 from heroshhi.errors import DomainError, NotFound, ValidationFailed
 from leads import selectors, services
 from leads.forms import (
@@ -88,6 +89,8 @@ def lead_list_view(request: HttpRequest) -> HttpResponse:
         "filtered": form.is_bound and form.is_filtered(),
         "bulk_form": BulkActionForm(user=user, team=team, auto_id="bulk-%s"),
         "tags": tags,
+        # Active drips for the bulk bar's "Enroll" (paused ones refuse enrollments).
+        "drips": drip_selectors.drip_choices(user=user),
         "next": request.get_full_path(),
     }
     return render(request, "leads/list.html", context)

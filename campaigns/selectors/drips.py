@@ -20,6 +20,14 @@ def drip_list(*, user: User) -> QuerySet[Drip]:
     return Drip.objects.filter(account_id=user.account_id).prefetch_related(_steps_prefetch()).order_by("name", "pk")
 
 
+def drip_choices(*, user: User) -> list[tuple]:
+    """(id, name) of the account's active drips, by name: what leads can be enrolled
+    in (a paused drip refuses enrollments). One query."""
+    return list(
+        Drip.objects.filter(account_id=user.account_id, is_active=True).order_by("name", "pk").values_list("pk", "name")
+    )
+
+
 def drip_get(*, user: User, drip_id) -> Drip:
     """The drip, or NotFound: another account's drip answers like a missing one."""
     try:

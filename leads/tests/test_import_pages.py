@@ -211,6 +211,21 @@ def test_no_file_is_a_form_error(owner_web):
     assert "Choose a CSV file to import." in page_text(response)
 
 
+def test_an_upload_over_the_limit_gets_a_page_that_says_so(owner, settings):
+    """The request-size middleware refuses the body before any view reads it; a
+    browser gets a page in the layout, not the API's JSON envelope."""
+    settings.MAX_UPLOAD_SIZE = 1024
+    client = Client()
+    client.force_login(owner)
+    response = upload(client, make_csv("name,phone", *(f"Lead {i},{phone(i)}" for i in range(100))))
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("text/html")
+    text = page_text(response)
+    assert "That file is too large" in text
+    assert "Uploads are limited to 1.0 KB. Nothing was saved." in text
+    assert Lead.objects.count() == 0
+
+
 def test_a_file_over_the_limit_is_a_form_error(owner, settings):
     """The request-size middleware refuses a body over the limit before any view; a
     chunked upload (no Content-Length) gets past it, and the form refuses it."""

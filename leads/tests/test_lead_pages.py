@@ -252,6 +252,23 @@ def test_the_list_page_runs_a_constant_number_of_queries(
 # --- Bulk actions ----------------------------------------------------------------------------
 
 
+def test_the_bulk_bar_enrolls_in_active_drips_and_starts_a_broadcast(owner_web, account, other_account):
+    from campaigns.models import Drip
+
+    Drip.objects.create(account=account, name="Welcome series")
+    Drip.objects.create(account=account, name="Paused series", is_active=False)
+    Drip.objects.create(account=other_account, name="Their series")
+    LeadFactory(account=account)
+    body = owner_web.get("/leads").content.decode()
+    drip_select = re.search(r'<select name="drip" id="bulk-drip">(.*?)</select>', body, re.S).group(1)
+    assert "Welcome series" in drip_select
+    assert "Paused series" not in drip_select
+    assert "Their series" not in drip_select
+    assert 'formaction="/drips/enroll"' in body
+    assert 'formaction="/broadcasts/new"' in body
+
+
+
 def bulk(client: Client, ids, action: str, **fields):
     data = {"ids": [str(i) for i in ids], "action": action, "next": "/leads?segment=hot", **fields}
     return client.post("/leads/bulk", data)
