@@ -24,6 +24,8 @@ class WhatsAppConnection(models.Model):
     waba_id = models.CharField("WhatsApp Business Account id", max_length=64)
     display_phone_number = models.CharField(max_length=32, blank=True)
     verified_name = models.CharField(max_length=200, blank=True)
+    # Meta's rating of the number (GREEN, YELLOW, RED, UNKNOWN), read at connect time.
+    quality_rating = models.CharField(max_length=16, blank=True)
     access_token = EncryptedTextField()
     app_secret = EncryptedTextField()
     # Meta echoes the verify token in the subscription handshake, which names no number:

@@ -207,6 +207,7 @@ class WhatsAppStatus:
     waba_id: str | None = None
     display_phone_number: str | None = None
     verified_name: str | None = None
+    quality_rating: str | None = None
     business_number: str = SANDBOX_NUMBER
     throughput_cap: int | None = None
     coexistence: Coexistence | None = None
@@ -249,6 +250,7 @@ def whatsapp_status(*, account: Account) -> WhatsAppStatus:
         waba_id=connection.waba_id,
         display_phone_number=connection.display_phone_number,
         verified_name=connection.verified_name,
+        quality_rating=connection.quality_rating or None,
         business_number=business_number(connection=connection),
         throughput_cap=connection.throughput_cap,
         coexistence=coexistence_of(connection),

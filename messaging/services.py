@@ -273,9 +273,10 @@ def delivery_sweeper_ensure() -> None:
 # A batch costs a constant number of queries whatever its size: the claim, one read
 # (messages with their leads), one for the connections, then per flush one UPDATE for
 # the sent messages and one for their leads (plus one per distinct error, and one to
-# give messages back). The HTTP calls run concurrently on a small thread pool
-# (WHATSAPP_SEND_CONCURRENCY), each having taken a slot of the number's per-second cap
-# first; every database and cache call stays on the calling thread.
+# give messages back), and one every OPT_OUT_RECHECK_SECONDS while messages wait (so a
+# lead who opts out mid-batch gets nothing more). The HTTP calls run concurrently on a
+# small thread pool (WHATSAPP_SEND_CONCURRENCY), each having taken a slot of the number's
+# per-second cap first; every database and cache call stays on the calling thread.
 
 
 def claim_timeout() -> timedelta:
@@ -394,6 +395,10 @@ DEFERRED = "DEFERRED"
 # Sent and failed messages are written at least every this many (and whenever the run
 # waits for the cap or a backoff): few statements, and little to lose if a worker dies.
 FLUSH_EVERY = 200
+# A lead who opts out while a batch holding their message is sending gets nothing more:
+# the messages still waiting in a lane are checked again at most this often (one query).
+OPT_OUT_RECHECK_SECONDS = 0.5
+OPT_OUT_TITLE = "Not sent: the contact opted out before delivery."
 
 
 @dataclass(eq=False)
@@ -496,7 +501,7 @@ class _Delivery:
         self.claimed = {row[0] for row in rows}
         opted_out = [row[0] for row in rows if row[-1]]
         if opted_out:
-            self._fail_many(opted_out, "OPT_OUT", "Not sent: the contact opted out before delivery.")
+            self._fail_many(opted_out, "OPT_OUT", OPT_OUT_TITLE)
         lanes: dict = {}
         for index, row in enumerate(row for row in rows if not row[-1]):
             pk, account_id, lead_id, phone, kind, body, name, language, params, _ = row
@@ -524,7 +529,11 @@ class _Delivery:
         # Slots are taken a pool's worth at a time (one cache round trip per
         # WHATSAPP_SEND_CONCURRENCY sends, not per send) and spent within their second.
         prepaid_second, prepaid = None, 0
+        recheck_at = time.monotonic() + OPT_OUT_RECHECK_SECONDS  # _load has just checked
         while queue or retrying or inflight:
+            if (queue or retrying) and time.monotonic() >= recheck_at:
+                self._drop_opted_out(queue, retrying)
+                recheck_at = time.monotonic() + OPT_OUT_RECHECK_SECONDS
             if self.retry_error is None and (queue or retrying) and time.monotonic() > self.deadline:
                 self.retry_error = ProviderError(
                     DEFERRED, "The number's throughput was taken by other sends; deferred.", retryable=True
@@ -574,6 +583,20 @@ class _Delivery:
                 time.sleep(wait)
             if len(self._sent) + len(self._failed) >= FLUSH_EVERY:
                 self._flush()
+
+    def _drop_opted_out(self, queue: deque, retrying: list) -> None:
+        """Fails, without a provider call, the waiting messages whose lead opted out
+        since the batch was loaded."""
+        waiting = {send.lead_id for send in itertools.chain(queue, retrying)}
+        opted_out = set(Lead.objects.filter(pk__in=waiting, is_opted_out=True).values_list("pk", flat=True))
+        if not opted_out:
+            return
+        dropped = [send.pk for send in itertools.chain(queue, retrying) if send.lead_id in opted_out]
+        kept = [send for send in queue if send.lead_id not in opted_out]
+        queue.clear()
+        queue.extend(kept)
+        retrying[:] = [send for send in retrying if send.lead_id not in opted_out]
+        self._fail_many(dropped, "OPT_OUT", OPT_OUT_TITLE)
 
     def _settle(self, send: _Send, outcome, queue: deque, retrying: list) -> None:
         if outcome is _LATE:  # not sent: goes out again with a fresh slot
@@ -1011,6 +1034,7 @@ def whatsapp_connect(
             "verify_token_hash": verify_token_digest(verify_token),
             "display_phone_number": str(info.get("display_phone_number", ""))[:32],
             "verified_name": str(info.get("verified_name", ""))[:200],
+            "quality_rating": str(info.get("quality_rating", "")).upper()[:16],
             "throughput_cap": throughput_cap,
             "status": WhatsAppConnection.Status.CONNECTED,
             "status_detail": "",

@@ -381,6 +381,11 @@ class WhatsAppStatusSerializer(serializers.Serializer):
     wabaId = serializers.CharField(source="waba_id", allow_null=True)
     displayPhoneNumber = serializers.CharField(source="display_phone_number", allow_null=True)
     verifiedName = serializers.CharField(source="verified_name", allow_null=True)
+    qualityRating = serializers.CharField(
+        source="quality_rating",
+        allow_null=True,
+        help_text="Meta's quality rating of the number when it was connected: GREEN, YELLOW, RED or UNKNOWN.",
+    )
     businessNumber = serializers.CharField(
         source="business_number", help_text="Digits of the number, or `sandbox` (HeyDoc's sender/receiver phone)."
     )

@@ -105,6 +105,8 @@ def test_connect_against_meta(owner_web, account, meta_number):
     assert "Phone-number id 3003" in text and "WhatsApp Business Account id 4004" in text
     assert "Throughput cap 80 messages a second" in text
     assert "Token health OK" in text
+    assert "Quality rating GREEN" in text  # as Meta reported it at connect time
+    assert connection.quality_rating == "GREEN"
     assert "welcome en_US MARKETING Approved" in text and "renewal hi UTILITY Pending" in text
     body = page.content.decode()
     for secret in (meta_number.state.access_token, "app-secret-xyz", "verify-me-please"):

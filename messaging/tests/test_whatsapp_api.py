@@ -145,6 +145,7 @@ def test_connect_checks_the_credentials_with_meta_and_saves_them_encrypted(owner
     assert data["status"] == "connected"
     assert data["displayPhoneNumber"] == "+91 98765 00000"
     assert data["verifiedName"] == "Acme Support"
+    assert data["qualityRating"] == "GREEN"
     assert data["businessNumber"] == "919876500000"
     assert meta_number.state.access_token not in r.content.decode()
     assert "app-secret-xyz" not in r.content.decode()
