@@ -1,15 +1,52 @@
+"""Django admin of accounts and users. Secrets are never shown: an account's webhook
+secret (only whether one is set), a user's TOTP secret, and the refresh tokens that
+simplejwt's blacklist app keeps (its admin is replaced by one without the token)."""
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from rest_framework_simplejwt.token_blacklist.admin import OutstandingTokenAdmin
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import Account, User
+from messaging.admin import without_history_permission
 
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ["name", "id", "time_zone", "created_at"]
+    list_display = ["name", "id", "time_zone", "default_country", "has_webhook_secret", "created_at"]
+    list_filter = ["default_country", "time_zone", "created_at"]
     search_fields = ["name", "id"]
-    readonly_fields = ["id", "created_at"]
+    # The lead-ingestion webhook's secret is set from the dashboard/API, never shown here.
+    fields = ["id", "name", "time_zone", "default_country", "has_webhook_secret", "created_at"]
+    readonly_fields = ["id", "has_webhook_secret", "created_at"]
+
+    @admin.display(description="webhook secret set", boolean=True)
+    def has_webhook_secret(self, account: Account) -> bool:
+        return bool(account.webhook_secret)
+
+    def get_deleted_objects(self, objs, request):
+        return without_history_permission(super().get_deleted_objects(objs, request))
+
+
+class SafeOutstandingTokenAdmin(OutstandingTokenAdmin):
+    """simplejwt's read-only list of issued refresh tokens, without the token itself
+    (a live credential until it expires)."""
+
+    list_select_related = ["user"]
+    search_fields = ["user__email", "jti"]
+    ordering = ["-created_at"]
+
+    def get_readonly_fields(self, *args, **kwargs) -> list[str]:
+        return [field.name for field in self.model._meta.fields if field.name != "token"]
+
+    def get_fields(self, request, obj=None) -> list[str]:
+        return self.get_readonly_fields(request, obj)
+
+
+if admin.site.is_registered(OutstandingToken):
+    admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, SafeOutstandingTokenAdmin)
 
 
 class UserCreateForm(UserCreationForm):

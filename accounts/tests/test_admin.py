@@ -1,5 +1,7 @@
 """The Django admin: a superuser can browse and add accounts, users and leads, and
-turn off a user's two-factor authentication when they lost their phone."""
+turn off a user's two-factor authentication when they lost their phone; every model of
+the project has an admin whose list opens; secrets (an account's webhook secret, a
+user's TOTP secret and password hash, issued refresh tokens) are never shown."""
 
 from io import StringIO
 
@@ -247,3 +249,100 @@ def test_non_staff_users_cannot_use_the_admin(owner):
 
     assert r.status_code == 302
     assert r["Location"].startswith("/admin/login/")
+
+
+# --- Every model, and secrets never shown ------------------------------------------------------
+
+OUR_APPS = ("accounts", "leads", "messaging", "campaigns")
+INLINE_ONLY = {"campaigns.DripStep"}  # edited inside its drip
+
+
+def test_every_model_of_the_project_has_an_admin():
+    from django.apps import apps
+    from django.contrib import admin
+
+    missing = [
+        model._meta.label
+        for app in OUR_APPS
+        for model in apps.get_app_config(app).get_models()
+        if model not in admin.site._registry and model._meta.label not in INLINE_ONLY
+    ]
+
+    assert missing == []
+
+
+def test_every_changelist_opens_with_data(admin_client, owner, agent, outsider, lead):
+    from django.contrib import admin
+
+    for model in admin.site._registry:
+        path = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+
+        assert admin_client.get(path).status_code == 200, path
+
+
+@pytest.fixture
+def webhook_secret(account) -> str:
+    account.webhook_secret = "whsec-do-not-show-8f2c1a"
+    account.save()
+    return account.webhook_secret
+
+
+def test_the_account_admin_never_shows_the_webhook_secret(admin_client, account, webhook_secret):
+    change = admin_client.get(f"/admin/accounts/account/{account.pk}/change/")
+    listing = admin_client.get("/admin/accounts/account/")
+
+    assert change.status_code == listing.status_code == 200
+    assert webhook_secret not in change.content.decode()
+    assert webhook_secret not in listing.content.decode()
+    assert "webhook_secret" not in change.context["adminform"].form.fields
+    assert "Webhook secret set" in change.content.decode()
+
+
+def test_saving_an_account_keeps_its_webhook_secret(admin_client, account, webhook_secret):
+    r = admin_client.post(
+        f"/admin/accounts/account/{account.pk}/change/",
+        {"name": "Acme Realty", "time_zone": "Asia/Kolkata", "default_country": "IN"},
+    )
+
+    assert r.status_code == 302
+    account.refresh_from_db()
+    assert account.name == "Acme Realty"
+    assert account.webhook_secret == webhook_secret
+
+
+def test_an_account_with_messages_can_be_deleted(admin_client, account, lead):
+    from leads.tests.factories import MessageFactory
+
+    MessageFactory(lead=lead)
+
+    assert not admin_client.get(f"/admin/accounts/account/{account.pk}/delete/").context["perms_lacking"]
+    r = admin_client.post(f"/admin/accounts/account/{account.pk}/delete/", {"post": "yes"})
+
+    assert r.status_code == 302
+    assert not Account.objects.filter(pk=account.pk).exists()
+    assert not Lead.objects.filter(pk=lead.pk).exists()
+
+
+def test_the_refresh_tokens_admin_never_shows_a_token(admin_client, owner, password):
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    body = APIClient().post("/api/auth/login", {"email": owner.email, "password": password}, format="json").json()
+    refresh = body.get("refreshToken") or body.get("refresh")
+    issued = OutstandingToken.objects.get(user=owner)
+    assert issued.token and (refresh is None or refresh == issued.token)
+
+    listing = admin_client.get("/admin/token_blacklist/outstandingtoken/")
+    change = admin_client.get(f"/admin/token_blacklist/outstandingtoken/{issued.pk}/change/")
+
+    assert listing.status_code == change.status_code == 200
+    assert owner.email in listing.content.decode()
+    assert issued.jti in change.content.decode()
+    assert issued.token not in listing.content.decode()
+    assert issued.token not in change.content.decode()
+    assert issued.token.split(".")[1] not in change.content.decode()
+
+
+def test_the_user_admin_never_shows_the_password_hash(admin_client, owner):
+    page = admin_client.get(f"/admin/accounts/user/{owner.pk}/change/").content.decode()
+
+    assert owner.password.split("$")[-1] not in page
