@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: run test lint format migrate demo check-deploy clean
+.PHONY: run test lint format migrate demo check-deploy clean screenshots
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: demo
 ## Set up and run the whole test suite (SQLite, or DATABASE_URL's database).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## A screenshot of every main page into docs/screenshots/ (a fresh demo, headless Chromium).
+screenshots: $(STAMP)
+	$(PY) -m tests.screenshots
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -343,3 +343,12 @@ def test_manage_check_fails_when_retry_is_not_above_timeout():
 
 def test_nothing_is_silenced(settings):
     assert settings.SILENCED_SYSTEM_CHECKS == []
+
+
+def test_the_configured_queue_redelivers_only_after_a_task_timed_out_and_gives_up_eventually(settings):
+    """django-q2 hands a task out again after `retry` seconds: shorter than `timeout`, a
+    task still running would run twice at once. `max_attempts` 0 would retry forever."""
+    cluster = settings.Q_CLUSTER
+    assert cluster["retry"] > cluster["timeout"]
+    assert cluster["max_attempts"] > 0
+    assert settings.MESSAGE_CLAIM_TIMEOUT > cluster["timeout"]
