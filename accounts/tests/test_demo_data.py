@@ -9,6 +9,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from accounts.models import Account, User
+from campaigns.models import Drip, ScheduledMessage
 from leads.models import Lead
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,8 @@ def snapshot():
         sorted(Account.objects.values_list("id", "name")),
         sorted(User.objects.values_list("id", "email", "role", "password")),
         sorted(Lead.objects.values_list("id", "phone", "status", "assigned_to")),
+        sorted(Drip.objects.values_list("id", "name")),
+        sorted(ScheduledMessage.objects.values_list("id", "status", "recurrence")),
     )
 
 
@@ -52,6 +55,12 @@ def test_seed_demo_twice_creates_the_workspace_once():
     # Both runs print the same logins and the workspace's webhook id.
     assert printed_logins(first_output) == printed_logins(second_output)
     assert str(account.id) in first_output
+    # Something on every page: leads over several days, a drip, a scheduled message.
+    assert leads.dates("created_at", "day").count() > 1
+    drip = Drip.objects.get(account=account)
+    assert drip.steps.count() == 2 and drip.is_active
+    scheduled = ScheduledMessage.objects.get(account=account)
+    assert (scheduled.status, scheduled.recurrence) == ("pending", "weekly")
 
 
 def test_seed_demo_assigns_leads_only_to_demo_users():

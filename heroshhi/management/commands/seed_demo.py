@@ -1,5 +1,7 @@
-"""Demo data for the embedded shape (make run): an account, an admin, an agent and
-some leads. Idempotent: running it again changes nothing and duplicates nothing."""
+"""Demo data for the embedded shape (make run): an account, an admin, an agent, some
+leads created over the last weeks with tags and conversations, a drip and a scheduled
+message. Idempotent: running it again changes nothing and duplicates nothing. The drip
+and the scheduled message are made through their services, as a user would."""
 
 from datetime import timedelta
 
@@ -71,17 +73,49 @@ class Command(BaseCommand):
                     status=status,
                     assigned_to=users[owner] if owner else None,
                     is_opted_out=name == "Karan Mehta",
+                    # Spread over the last weeks, so the analytics have days to show.
+                    created_at=timezone.now() - timedelta(days=3 * index + 1, hours=index),
                 )
-                for name, phone, email, source, segment, status, owner in DEMO_LEADS
+                for index, (name, phone, email, source, segment, status, owner) in enumerate(DEMO_LEADS)
                 if phone not in existing
             ]
         )
         self._tags_and_conversations(account)
+        self._campaigns(account, admin=users[User.Role.ADMIN])
         self.stdout.write(
             f"Demo workspace: {account.name} (account id / webhook userId: {account.id})\n"
             f"  admin  {DEMO_USERS[0][0]} / {DEMO_PASSWORD}\n"
             f"  agent  {DEMO_USERS[1][0]} / {DEMO_PASSWORD}"
         )
+
+    def _campaigns(self, account: Account, *, admin: User) -> None:
+        from campaigns.models import Drip, ScheduledMessage
+        from campaigns.services.drips import drip_create
+        from campaigns.services.scheduled import scheduled_message_create
+
+        if not Drip.objects.filter(account=account).exists():
+            drip_create(
+                account=account,
+                user=admin,
+                data={
+                    "name": "New enquiry follow-up",
+                    "description": "Two nudges for new website leads.",
+                    "send_window_start": "09:00",
+                    "send_window_end": "20:00",
+                    "steps": [
+                        {"delay_amount": 10, "delay_unit": "minutes", "text": "Hi {{first_name}}, thanks for asking!"},
+                        {"delay_amount": 1, "delay_unit": "days", "text": "Any questions, {{first_name}}? Just reply."},
+                    ],
+                },
+            )
+        if not ScheduledMessage.objects.filter(account=account).exists():
+            scheduled_message_create(
+                user=admin,
+                recipients=["+919876543210", "+919876543212"],
+                scheduled_time=timezone.now() + timedelta(days=1),
+                message="Reminder: site visits this Saturday from 11am.",
+                recurrence=ScheduledMessage.Recurrence.WEEKLY,
+            )
 
     def _tags_and_conversations(self, account: Account) -> None:
         tags = {}
