@@ -4,12 +4,14 @@ clean rate-limit counter for every test."""
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from django_q.brokers import get_broker
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from accounts.tests.factories import PASSWORD, AccountFactory, UserFactory
+from tests.pages import logged_in
 
 
 def clear_cache() -> None:
@@ -88,6 +90,34 @@ def agent_client(agent) -> APIClient:
 @pytest.fixture
 def outsider_client(outsider) -> APIClient:
     return bearer_client(outsider)
+
+
+# --- Dashboard pages (Django's test client, session login; helpers in tests/pages.py) ------
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """For tests about pages, not hashing: users are made with a password, and real
+    hashing is slow on purpose. Use with pytest.mark.usefixtures("fast_password_hashing")."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def owner_web(owner) -> Client:
+    """A Django test client logged in as the account's admin."""
+    return logged_in(owner)
+
+
+@pytest.fixture
+def agent_web(agent) -> Client:
+    """A Django test client logged in as an agent of the same account."""
+    return logged_in(agent)
+
+
+@pytest.fixture
+def outsider_web(outsider) -> Client:
+    """A Django test client logged in as the other account's admin."""
+    return logged_in(outsider)
 
 
 @pytest.fixture(scope="session")

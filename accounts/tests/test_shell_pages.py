@@ -18,21 +18,11 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from leads.models import Lead
 from leads.tests.factories import LeadFactory, MessageFactory
+from tests.pages import logged_in, page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 TEMPLATES = Path(settings.BASE_DIR) / "templates"
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
-
-
-def web(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def nav_links(response) -> dict[str, str]:
@@ -41,28 +31,28 @@ def nav_links(response) -> dict[str, str]:
 
 
 def test_the_layout_names_the_account_the_user_and_the_role(owner, agent):
-    owner_page = page_text(web(owner).get("/leads"))
+    owner_page = page_text(logged_in(owner).get("/leads"))
     assert "Acme" in owner_page
     assert "Olivia Owner Admin" in owner_page
     assert "Log out" in owner_page
-    assert "Aditya Agent Agent" in page_text(web(agent).get("/leads"))
+    assert "Aditya Agent Agent" in page_text(logged_in(agent).get("/leads"))
 
 
 def test_the_sandbox_badge_shows_until_whatsapp_is_connected(owner, request):
-    body = web(owner).get("/").content.decode()
+    body = logged_in(owner).get("/").content.decode()
     assert 'data-testid="sandbox-badge"' in body
     request.getfixturevalue("whatsapp_connection")
-    assert 'data-testid="sandbox-badge"' not in web(owner).get("/").content.decode()
+    assert 'data-testid="sandbox-badge"' not in logged_in(owner).get("/").content.decode()
 
 
 def test_the_sandbox_badge_is_per_account(owner, outsider, other_account, request):
     request.getfixturevalue("whatsapp_connection")  # connects the owner's account only
-    assert 'data-testid="sandbox-badge"' in web(outsider).get("/").content.decode()
+    assert 'data-testid="sandbox-badge"' in logged_in(outsider).get("/").content.decode()
 
 
 def test_every_navigation_link_opens_a_page(owner, agent):
     for user in (owner, agent):
-        client = web(user)
+        client = logged_in(user)
         links = nav_links(client.get("/"))
         assert {"Home", "Leads"} <= set(links)
         for label, href in links.items():
@@ -70,7 +60,7 @@ def test_every_navigation_link_opens_a_page(owner, agent):
 
 
 def test_the_current_page_is_marked_in_the_navigation(owner):
-    body = web(owner).get("/leads").content.decode()
+    body = logged_in(owner).get("/leads").content.decode()
     assert '<a href="/leads" aria-current="page">Leads</a>' in body
     assert '<a href="/" aria-current="page">' not in body
 
@@ -80,18 +70,18 @@ def test_admin_only_pages_are_not_offered_to_agents(owner, agent, monkeypatch):
 
     navigation = (*context_processors.NAVIGATION, ("Team", "leads:create", True))
     monkeypatch.setattr(context_processors, "NAVIGATION", navigation)
-    assert "Team" in nav_links(web(owner).get("/"))
-    assert "Team" not in nav_links(web(agent).get("/"))
+    assert "Team" in nav_links(logged_in(owner).get("/"))
+    assert "Team" not in nav_links(logged_in(agent).get("/"))
 
 
 def test_logout_is_a_post_form_with_a_csrf_token(owner):
-    body = web(owner).get("/").content.decode()
+    body = logged_in(owner).get("/").content.decode()
     form = re.search(r'<form method="post" action="/logout".*?</form>', body, flags=re.S).group(0)
     assert 'name="csrfmiddlewaretoken"' in form
 
 
 def test_flash_messages_show_once(owner):
-    client = web(owner)
+    client = logged_in(owner)
     client.post("/leads/new", {"name": "Flash Test", "phone": "+919876543210", "status": "pending"})
     assert "Lead “Flash Test” created." in page_text(client.get("/leads"))
     assert "created." not in page_text(client.get("/leads"))
@@ -114,7 +104,7 @@ def test_home_counts_today_for_the_account(owner, account, other_account, agent)
     MessageFactory(lead=today_leads[1], direction="inbound", is_read=True)
     MessageFactory.create_batch(3, lead=old, direction="outbound", status="sent")
     MessageFactory(lead=old, direction="outbound", status="sent", created_at=now - timedelta(days=2))
-    body = web(owner).get("/").content.decode()
+    body = logged_in(owner).get("/").content.decode()
     assert re.search(r'data-testid="new-leads-today">2<', body)
     assert re.search(r'data-testid="unread-conversations">2<', body)  # two leads wait, one twice
     assert re.search(r'data-testid="messages-sent-today">3<', body)
@@ -127,7 +117,7 @@ def test_home_counts_only_what_an_agent_may_see(agent, account):
     theirs = LeadFactory(account=account, assigned_to=colleague)
     MessageFactory(lead=mine, direction="inbound", is_read=False)
     MessageFactory(lead=theirs, direction="inbound", is_read=False, body="Hidden from the agent")
-    response = web(agent).get("/")
+    response = logged_in(agent).get("/")
     body = response.content.decode()
     assert re.search(r'data-testid="new-leads-today">1<', body)
     assert re.search(r'data-testid="unread-conversations">1<', body)
@@ -140,19 +130,19 @@ def test_home_lists_the_conversations_waiting_for_a_reply(owner, account):
     answered = LeadFactory(account=account, name="Answered Arun")
     MessageFactory(lead=waiting, direction="inbound", is_read=False, body="Any update?")
     MessageFactory(lead=answered, direction="inbound", is_read=True)
-    text = page_text(web(owner).get("/"))
+    text = page_text(logged_in(owner).get("/"))
     assert "Waiting Wanda 1 unread Any update?" in text
     assert "Answered Arun" not in text
 
 
 def test_home_of_an_empty_workspace_says_what_to_do(owner):
-    text = page_text(web(owner).get("/"))
+    text = page_text(logged_in(owner).get("/"))
     assert "No leads yet. Add your first lead" in text
     assert "Nobody is waiting for an answer." in text
 
 
 def test_home_runs_a_constant_number_of_queries(owner, account, django_assert_max_num_queries):
-    client = web(owner)
+    client = logged_in(owner)
     client.get("/")
     leads = LeadFactory.create_batch(10, account=account)
     for lead in leads:
@@ -166,7 +156,7 @@ def test_home_runs_a_constant_number_of_queries(owner, account, django_assert_ma
 
 def test_pages_have_a_language_a_viewport_and_a_skip_link(owner, account):
     lead = LeadFactory(account=account)
-    client = web(owner)
+    client = logged_in(owner)
     for path in ("/", "/leads", "/leads/new", f"/leads/{lead.pk}", f"/leads/{lead.pk}/edit", "/login"):
         body = (client if path != "/login" else Client()).get(path).content.decode()
         assert '<html lang="en">' in body, path
@@ -177,7 +167,7 @@ def test_pages_have_a_language_a_viewport_and_a_skip_link(owner, account):
 
 def test_every_input_has_a_label(owner, account):
     lead = LeadFactory(account=account, last_inbound_at=timezone.now())
-    client = web(owner)
+    client = logged_in(owner)
     for path in ("/leads", "/leads/new", f"/leads/{lead.pk}", f"/leads/{lead.pk}/edit"):
         body = client.get(path).content.decode()
         labelled = set(re.findall(r'<label for="([^"]+)"', body))
@@ -210,13 +200,13 @@ def test_htmx_is_vendored_and_served_by_this_site(owner):
     readme = Path(finders.find("vendor/README.md")).read_text()
     assert "htmx.org" in readme
     assert "2.0.11" in readme
-    body = web(owner).get("/").content.decode()
+    body = logged_in(owner).get("/").content.decode()
     assert '<script src="/static/vendor/htmx/htmx.min.js" defer></script>' in body
     assert '"includeIndicatorStyles": false' in body  # htmx would otherwise inject an inline style
 
 
 def test_a_404_is_a_page_of_the_dashboard(owner):
-    response = web(owner).get("/leads/00000000-0000-0000-0000-000000000000")
+    response = logged_in(owner).get("/leads/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
     assert "Not found" in page_text(response)
     assert "Olivia Owner" in page_text(response)  # the layout around it

@@ -3,7 +3,6 @@ behind them (accounts.services user_create / user_set_role / user_set_active): l
 add a user, change a role, deactivate and reactivate — never yourself, never the last
 active admin; agents get 403, another account's user 404."""
 
-import html
 import re
 
 import pytest
@@ -17,41 +16,17 @@ from accounts.models import User
 from accounts.tests.factories import PASSWORD, UserFactory
 from accounts.tests.helpers import csrf_from_form
 from heroshhi.errors import NotFound, PermissionDenied, ValidationFailed
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 NEW_USER = {"name": "Nina Agent", "email": "Nina@Example.com", "role": "agent", "password": "Sturdy-Pass-917!"}
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
 
 
 def row_of(response, user: User) -> str:
     match = re.search(rf'<tr data-user-id="{user.pk}">(.*?)</tr>', response.content.decode(), flags=re.S)
     assert match, f"{user.email} is not on the page"
     return match.group(1)
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 # --- The list ----------------------------------------------------------------------------

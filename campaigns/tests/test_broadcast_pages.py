@@ -7,43 +7,20 @@ as form errors with nothing created, the detail with its totals (constant querie
 htmx polling while live), sending a draft, cancel with a confirmation, tenancy and
 the agents' rules of the API (their own broadcasts, to the leads they may see)."""
 
-import html
 import re
 import zoneinfo
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from campaigns.models import Broadcast
 from campaigns.services import broadcasts as services
 from leads.tests.factories import LeadFactory, TagFactory
 from messaging.models import Message, Template
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
-
-
-def web(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    return web(owner)
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    return web(agent)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 @pytest.fixture(autouse=True)

@@ -21,40 +21,9 @@ from campaigns.services.drips import drip_create, drip_enroll
 from leads.models import Lead
 from leads.tests.factories import LeadFactory
 from messaging.models import Template
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
-
-
-@pytest.fixture
-def outsider_web(outsider) -> Client:
-    client = Client()
-    client.force_login(outsider)
-    return client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 def approved_template(account, name="offer", body="Hi {{1}}, {{2}} off this week.") -> Template:

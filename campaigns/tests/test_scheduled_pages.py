@@ -18,37 +18,11 @@ from accounts.tests.helpers import csrf_from_form
 from campaigns.models import ScheduledMessage
 from campaigns.services.scheduled import scheduled_message_create
 from messaging.models import Template
+from tests.pages import logged_in, page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 Status = ScheduledMessage.Status
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def web(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    return web(owner)
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    return web(agent)
 
 
 @pytest.fixture
@@ -298,7 +272,7 @@ def test_a_sent_one_cannot_be_cancelled(owner_web, owner):
 
 def test_another_accounts_message_is_not_found(outsider, owner):
     scheduled = schedule(owner)
-    client = web(outsider)
+    client = logged_in(outsider)
     for path in (f"/scheduled/{scheduled.pk}", f"/scheduled/{scheduled.pk}/cancel", "/scheduled/99999999999999999999"):
         assert client.get(path).status_code == 404, path
     assert client.post(f"/scheduled/{scheduled.pk}/cancel").status_code == 404

@@ -10,43 +10,23 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from leads.models import Lead
-from leads.tests.test_lead_pages import page_text
 from messaging.models import Message
 from messaging.selectors import message_status_per_day
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 URL = "/analytics"
 _phones = iter(range(10_000_000))
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _generous_rate_limits(settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "standard": "100000/15m"}
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 def utc(text: str) -> datetime:

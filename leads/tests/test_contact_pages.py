@@ -17,14 +17,9 @@ from accounts.tests.helpers import csrf_from_form
 from leads.models import Lead, Tag
 from leads.tests.factories import LeadFactory, MessageFactory, TagFactory
 from messaging.models import Message
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 def listed_names(response) -> list[str]:
@@ -36,25 +31,6 @@ def row_of(response, lead: Lead) -> str:
     match = re.search(rf'<tr data-contact-id="{lead.pk}">(.*?)</tr>', body, flags=re.S)
     assert match, f"{lead.name} is not on the page"
     return match.group(1)
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 def talked(lead: Lead, *, minutes_ago: int, bodies=("Hello",), unread: int = 0) -> None:

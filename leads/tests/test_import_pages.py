@@ -18,37 +18,11 @@ from django_q.conf import Conf
 from accounts.models import User
 from leads import imports
 from leads.models import Lead, LeadImportJob
-from leads.tests.test_lead_pages import page_text
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 IMPORT = "/leads/import"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
-
-
-@pytest.fixture
-def outsider_web(outsider) -> Client:
-    client = Client()
-    client.force_login(outsider)
-    return client
 
 
 def phone(n: int) -> str:

@@ -19,15 +19,9 @@ from accounts.tests.factories import UserFactory
 from accounts.tests.helpers import csrf_from_form
 from leads.models import Engagement, Lead, Tag
 from leads.tests.factories import EngagementFactory, LeadFactory, TagFactory
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
-
-
-def page_text(response) -> str:
-    """What a person reads: tags dropped, entities decoded, whitespace collapsed."""
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 def listed_names(response) -> list[str]:
@@ -37,26 +31,6 @@ def listed_names(response) -> list[str]:
 
 def flashes(client: Client, url: str = "/leads") -> str:
     return page_text(client.get(url))
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Users are made with a password; these tests check pages, not hashing cost."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 @pytest.fixture
@@ -266,7 +240,6 @@ def test_the_bulk_bar_enrolls_in_active_drips_and_starts_a_broadcast(owner_web, 
     assert "Their series" not in drip_select
     assert 'formaction="/drips/enroll"' in body
     assert 'formaction="/broadcasts/new"' in body
-
 
 
 def bulk(client: Client, ids, action: str, **fields):

@@ -15,24 +15,15 @@ from django.utils import timezone
 
 from leads.tests.factories import LeadFactory, MessageFactory
 from messaging.models import Message, Template
+from tests.pages import page_text
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 @pytest.fixture(autouse=True)
 def _broker(purged_broker):
     """Sandbox sends queue their status walk: keep the task queue clean around each test."""
     return purged_broker
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
 
 
 def bubbles(response) -> list[tuple[str, str, str]]:
@@ -43,13 +34,6 @@ def bubbles(response) -> list[tuple[str, str, str]]:
         flags=re.S,
     )
     return [(d, s, re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()) for d, s, body in found]
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    client = Client()
-    client.force_login(owner)
-    return client
 
 
 @pytest.fixture

@@ -5,39 +5,14 @@ nothing saved), secrets never in the HTML, disconnect with a confirmation,
 coexistence, the template list with its refresh, and the webhook URL. The page calls
 the same services as /api/whatsapp/* and /api/messages/templates."""
 
-import html
-import re
-
 import pytest
-from django.test import Client
 
 from messaging.models import Template, WhatsAppConnection
+from tests.pages import logged_in, page_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 URL = "/settings/whatsapp"
-
-
-def page_text(response) -> str:
-    body = response.content.decode()
-    body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
-    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
-
-
-def web(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def owner_web(owner) -> Client:
-    return web(owner)
-
-
-@pytest.fixture
-def agent_web(agent) -> Client:
-    return web(agent)
 
 
 @pytest.fixture
@@ -136,7 +111,9 @@ def test_form_mistakes_are_shown_before_calling_meta(owner_web, meta_number):
 
 
 def test_a_number_of_another_workspace_cannot_be_connected(outsider, whatsapp_connection, fake_graph):
-    response = web(outsider).post(f"{URL}/connect", connect_form(fake_graph, phone_number_id="1001", waba_id="2002"))
+    response = logged_in(outsider).post(
+        f"{URL}/connect", connect_form(fake_graph, phone_number_id="1001", waba_id="2002")
+    )
     assert response.status_code == 400
     assert "Already connected to another workspace." in page_text(response)
     assert WhatsAppConnection.objects.count() == 1
