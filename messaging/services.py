@@ -42,7 +42,7 @@ from messaging.providers import (
     provider_for,
     provider_for_connection,
 )
-from messaging.throughput import throughput_take
+from messaging.throughput import current_window, throughput_take, window_end
 
 logger = logging.getLogger(__name__)
 
@@ -389,12 +389,14 @@ def _valid_ids(message_ids: Iterable) -> tuple[list[uuid.UUID], int]:
     return list(seen), invalid
 
 
-_LATE = object()  # a slot's second ended before its request could go out
+_LATE = object()  # a slot's window ended before its request could go out
 # Deferred: the batch ran out of its time budget waiting for throughput slots.
 DEFERRED = "DEFERRED"
-# Sent and failed messages are written at least every this many (and whenever the run
-# waits for the cap or a backoff): few statements, and little to lose if a worker dies.
+# Sent and failed messages are written at least every this many, and while the run waits
+# for the cap or a backoff at most once a FLUSH_INTERVAL (the cap's windows are a tenth
+# of a second): few statements, and little to lose if a worker dies.
 FLUSH_EVERY = 200
+FLUSH_INTERVAL = 1.0
 # A lead who opts out while a batch holding their message is sending gets nothing more:
 # the messages still waiting in a lane are checked again at most this often (one query).
 OPT_OUT_RECHECK_SECONDS = 0.5
@@ -456,6 +458,7 @@ class _Delivery:
         self._failed: list[tuple[_Send, ProviderError]] = []
         self._first_retry: _Send | None = None
         self._given_back: list[_Send] = []
+        self._flushed_at = time.monotonic()
         # A task must finish well within django-q2's timeout (which kills it, leaving
         # its claims to the sweeper) and the claim timeout: past this budget, the
         # messages still waiting for a slot are given back for a later run.
@@ -526,9 +529,9 @@ class _Delivery:
         queue = deque(lane.sends)
         retrying: list[_Send] = []
         inflight: dict[Future, _Send] = {}
-        # Slots are taken a pool's worth at a time (one cache round trip per
-        # WHATSAPP_SEND_CONCURRENCY sends, not per send) and spent within their second.
-        prepaid_second, prepaid = None, 0
+        # Slots are taken for the sends that can go out now (one cache round trip for
+        # up to WHATSAPP_SEND_CONCURRENCY sends) and spent within their window.
+        prepaid_window, prepaid = None, 0
         recheck_at = time.monotonic() + OPT_OUT_RECHECK_SECONDS  # _load has just checked
         while queue or retrying or inflight:
             if (queue or retrying) and time.monotonic() >= recheck_at:
@@ -553,14 +556,15 @@ class _Delivery:
             wanted = due + fresh
             wait = None
             if wanted:
-                if prepaid and prepaid_second != int(time.time()):
-                    prepaid = 0  # their second is over: unused, they are lost
+                if prepaid and prepaid_window != current_window():
+                    prepaid = 0  # their window is over: unused, they are lost
                 if prepaid < len(wanted):
-                    ask = max(len(wanted), min(self.concurrency, len(due) + len(queue))) - prepaid
-                    second, granted = lane.take(ask)
-                    if second != prepaid_second:
+                    # Only what can go out now: a slot left unused when its tenth of a
+                    # second ends is lost to the number's throughput.
+                    window, granted = lane.take(len(wanted) - prepaid)
+                    if window != prepaid_window:
                         prepaid = 0
-                    prepaid_second, prepaid = second, prepaid + granted
+                    prepaid_window, prepaid = window, prepaid + granted
                 spend = min(prepaid, len(wanted))
                 prepaid -= spend
                 for send in wanted[:spend]:
@@ -568,9 +572,9 @@ class _Delivery:
                         retrying.remove(send)
                     else:
                         queue.popleft()
-                    inflight[pool.submit(_attempt, send, prepaid_second)] = send
+                    inflight[pool.submit(_attempt, send, prepaid_window)] = send
                 if spend < len(wanted):
-                    wait = max(prepaid_second + 1 - time.time(), 0.001)
+                    wait = max(window_end(prepaid_window) - time.time(), 0.001)
             if retrying:
                 until_due = max(min(send.due for send in retrying) - time.monotonic(), 0.001)
                 wait = until_due if wait is None else min(wait, until_due)
@@ -579,7 +583,8 @@ class _Delivery:
                 for future in done:
                     self._settle(inflight.pop(future), future.result(), queue, retrying)
             elif wait is not None:
-                self._flush()  # something to do while the cap or a backoff holds us
+                if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+                    self._flush()  # something to do while the cap or a backoff holds us
                 time.sleep(wait)
             if len(self._sent) + len(self._failed) >= FLUSH_EVERY:
                 self._flush()
@@ -623,6 +628,7 @@ class _Delivery:
     # --- the writes ---------------------------------------------------------------------
 
     def _flush(self) -> None:
+        self._flushed_at = time.monotonic()
         sent, self._sent = self._sent, []
         failed, self._failed = self._failed, []
         if sent:
@@ -707,10 +713,10 @@ class _Delivery:
         self.statuses[status] = self.statuses.get(status, 0) + count
 
 
-def _attempt(send: _Send, second: int | None):
+def _attempt(send: _Send, window: int | None):
     """One provider request (on a pool thread: no database, no cache). Answers the
-    SendResult, the ProviderError, or _LATE when the slot's second is over."""
-    if second is not None and int(time.time()) != second:
+    SendResult, the ProviderError, or _LATE when the slot's window is over."""
+    if window is not None and current_window() != window:
         return _LATE
     try:
         if send.type == Message.Type.TEMPLATE:

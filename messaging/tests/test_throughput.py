@@ -3,9 +3,11 @@
 Several forked processes take slots as fast as they can for a few seconds — one at a
 time (``throughput_wait``, a single send) or several at once (``throughput_take``, a
 batch) — and record when each slot was let out. No wall-clock second may see more than
-the cap, and every full second should see close to it (the cap is a target, not only
-a ceiling: a broadcast should run at the number's throughput)."""
+the cap, no sliding one-second interval more than the cap and one tenth-second window's
+share, and every full second should see close to it (the cap is a target, not only a
+ceiling: a broadcast should run at the number's throughput)."""
 
+import math
 import multiprocessing
 import multiprocessing.queues
 import time
@@ -16,7 +18,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from messaging.throughput import throughput_take, throughput_wait
+from messaging.throughput import (
+    WINDOWS_PER_SECOND,
+    current_window,
+    throughput_take,
+    throughput_wait,
+    window_end,
+    window_quota,
+)
 
 PROCESSES = 4
 PER_SECOND = 40
@@ -46,13 +55,13 @@ def _take_slots(
                 throughput_wait(key=key, per_second=per_second)
                 stamps.append(time.time())
                 continue
-            second, granted = throughput_take(key=key, per_second=per_second, count=chunk)
-            for _ in range(granted):  # a batch lets its requests out while the second lasts
-                if int(time.time()) != second:
+            window, granted = throughput_take(key=key, per_second=per_second, count=chunk)
+            for _ in range(granted):  # a batch lets its requests out while the window lasts
+                if current_window() != window:
                     break
                 stamps.append(time.time())
             if not granted:
-                time.sleep(max(0.0, second + 1 - time.time()))
+                time.sleep(max(0.0, window_end(window) - time.time()))
     finally:
         connections.close_all()
         results.put(stamps)
@@ -96,7 +105,29 @@ def test_no_second_lets_out_more_than_the_cap_and_full_seconds_reach_it(shared_c
     over = {second - start_at: count for second, count in per_second.items() if count > PER_SECOND}
     assert over == {}, f"seconds over the cap of {PER_SECOND}: {over}"
     full = [per_second.get(second, 0) for second in range(int(start_at), int(stop_at))]
-    assert min(full) >= 0.9 * PER_SECOND, f"slots per full second {full}, cap {PER_SECOND}"
+    # On average close to the cap; a second where the 2-core machine stalled a process
+    # for a few tenth-second windows may fall short (those windows' slots are lost).
+    assert sum(full) / len(full) >= 0.9 * PER_SECOND, f"slots per full second {full}, cap {PER_SECOND}"
+    assert min(full) >= 0.6 * PER_SECOND, f"slots per full second {full}, cap {PER_SECOND}"
+    # Spread over the second, not its quota in a burst at the start of each second.
+    burst = busiest_sliding_second(stamps)
+    assert burst <= PER_SECOND + math.ceil(PER_SECOND / WINDOWS_PER_SECOND), f"{burst} in one sliding second"
+
+
+def busiest_sliding_second(stamps: list[float]) -> int:
+    ordered, start, busiest = sorted(stamps), 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= 1.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    return busiest
+
+
+@pytest.mark.parametrize("cap", [1, 7, 10, 20, 25, 80, 999, 1000])
+def test_a_seconds_windows_share_its_cap_evenly(cap):
+    shares = [window_quota(per_second=cap, window=10 * 1_700_000_000 + index) for index in range(WINDOWS_PER_SECOND)]
+    assert sum(shares) == cap
+    assert max(shares) - min(shares) <= 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -115,18 +146,18 @@ def test_numbers_have_separate_budgets_and_a_full_second_waits_for_the_next(shar
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_gets_what_is_left_of_the_second_and_then_nothing(shared_cache):
-    time.sleep(1.02 - time.time() % 1)  # the start of a fresh second
+def test_a_batch_gets_what_is_left_of_the_window_and_then_nothing(shared_cache):
+    time.sleep(window_end(current_window()) + 0.005 - time.time())  # the start of a fresh window
     key = f"take-{shared_cache}-{time.time_ns()}"
 
-    first = throughput_take(key=key, per_second=10, count=7)
-    second = throughput_take(key=key, per_second=10, count=5)
-    third = throughput_take(key=key, per_second=10, count=1)
-    single = throughput_wait(key=key, per_second=10)  # a single send waits for the next second
+    first = throughput_take(key=key, per_second=100, count=7)  # 10 a window
+    second = throughput_take(key=key, per_second=100, count=5)
+    third = throughput_take(key=key, per_second=100, count=1)
+    single = throughput_wait(key=key, per_second=100)  # a single send waits for the next window
 
     now = first[0]
     assert (first, second, third) == ((now, 7), (now, 3), (now, 0))
     assert single > 0
-    assert int(time.time()) == now + 1
-    assert throughput_take(key=key, per_second=10, count=20) == (now + 1, 9)  # the single send took one
+    assert current_window() == now + 1
+    assert throughput_take(key=key, per_second=100, count=20) == (now + 1, 9)  # the single send took one
     assert throughput_take(key=f"{key}-other", per_second=10, count=0)[1] == 0
