@@ -32,7 +32,7 @@ from campaigns.services import broadcasts as services
 from campaigns.services.variables import render_param, render_variables, select_related_for
 from heroshhi.errors import DomainError, NotFound, ValidationFailed
 from leads.models import Lead, Tag
-from leads.selectors import tag_list
+from leads.selectors import tag_choices
 from messaging import selectors as messaging_selectors
 from messaging import services as messaging_services
 from messaging.models import Template
@@ -101,7 +101,7 @@ def broadcast_list_view(request: HttpRequest) -> HttpResponse:
 def _forms(request: HttpRequest, data, *, lead_ids: list[str]):
     user = request.user
     team = list(user_list_for_account(user=user)) if user.is_account_admin else []
-    tags = list(tag_list(user=user))
+    tags = list(tag_choices(account_id=user.account_id))
     templates = _templates(user)
     form = BroadcastForm(data, templates=templates, selected=len(lead_ids))
     form.templates = templates

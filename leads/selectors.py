@@ -140,6 +140,12 @@ def tag_list(*, user: User) -> QuerySet[Tag]:
     return tags.annotate(lead_count=Count("leads", filter=visible, distinct=True)).order_by("name")
 
 
+def tag_choices(*, account_id) -> QuerySet[Tag]:
+    """The account's tags by name, without counts: what a filter or a picker offers.
+    (Counting each tag's visible leads reads every tag link of the account.)"""
+    return Tag.objects.filter(account_id=account_id).order_by("name")
+
+
 def tag_get(*, account_id, tag_id) -> Tag:
     tag = Tag.objects.filter(account_id=account_id, pk=tag_id).first() if str(tag_id).isdigit() else None
     if tag is None:

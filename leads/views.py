@@ -71,7 +71,7 @@ def _form_status(form) -> int:
 def lead_list_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     team = _team(user)
-    tags = list(selectors.tag_list(user=user))
+    tags = list(selectors.tag_choices(account_id=user.account_id))
     form = LeadFilterForm(request.GET or None, user=user, team=team, tags=tags)
     if form.is_bound:
         form.is_valid()  # invalid values are shown and left out; the rest still filter
