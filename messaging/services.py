@@ -33,6 +33,7 @@ from heroshhi.text import clean_text
 from leads.models import Lead
 from messaging.models import Message, Template, WhatsAppConnection
 from messaging.providers import (
+    RETRYABLE_META_CODES,
     UNKNOWN_OUTCOME,
     UNKNOWN_OUTCOME_CODES,
     CloudApiProvider,
@@ -420,6 +421,7 @@ class _Send:
     provider: Provider | None = None
     attempts: int = 0  # HTTP attempts made in this run
     due: float = 0.0  # monotonic time a retry waits for
+    throttled: bool = False  # its retry waits because the number is pushing back
 
 
 _SEND_FIELDS = ("pk", "account_id", "lead_id", "lead__phone", "type", "body", "template_name", "template_language")
@@ -551,7 +553,10 @@ class _Delivery:
             now = time.monotonic()
             due = [send for send in retrying if send.due <= now]
             fresh = []
-            if not retrying and self.retry_error is None:
+            # Meta pushing back on the number (throughput, too many to one user, or an
+            # HTTP 429) holds new sends until the retry is due; a server error or a
+            # network failure of one request holds up only that request.
+            if self.retry_error is None and not any(send.throttled for send in retrying):
                 fresh = list(itertools.islice(queue, max(0, self.concurrency - len(inflight))))
             wanted = due + fresh
             wait = None
@@ -618,6 +623,7 @@ class _Delivery:
             self._failed.append((send, outcome))
         elif self.retry_error is None and send.attempts < send.provider.max_attempts:
             send.due = time.monotonic() + send.provider.retry_pause(send.attempts, outcome)
+            send.throttled = _pushing_back(outcome)
             retrying.append(send)
         elif self.retry_error is None:
             self.retry_error = outcome
@@ -711,6 +717,13 @@ class _Delivery:
 
     def _count(self, status: str, count: int = 1) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + count
+
+
+_PUSH_BACK_CODES = {str(code) for code in RETRYABLE_META_CODES} | {"HTTP_429"}
+
+
+def _pushing_back(error: ProviderError) -> bool:
+    return error.code in _PUSH_BACK_CODES
 
 
 def _attempt(send: _Send, window: int | None):

@@ -351,4 +351,4 @@ def test_the_configured_queue_redelivers_only_after_a_task_timed_out_and_gives_u
     cluster = settings.Q_CLUSTER
     assert cluster["retry"] > cluster["timeout"]
     assert cluster["max_attempts"] > 0
-    assert settings.MESSAGE_CLAIM_TIMEOUT > cluster["timeout"]
+    assert cluster["timeout"] < settings.MESSAGE_CLAIM_TIMEOUT
