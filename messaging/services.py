@@ -365,9 +365,11 @@ def messages_deliver_batch(*, message_ids: Iterable) -> DeliveryBatchResult:
     ``retry_ids`` (the failing one first), rather than pressed on a number that is
     pushing back. Messages sent or failed meanwhile are counted in ``statuses``, with
     every id that was not ours to send (already sent, failed, held by another worker)
-    counted by its current status; ids naming no message are ``missing``."""
+    counted by its current status; ids naming no message are ``missing``. Retries left
+    alone at the end of a batch, waiting out a backoff, are given back the same way:
+    a later task sends them, and this worker moves on to the next batch."""
     ids, invalid = _valid_ids(message_ids)
-    delivery = _Delivery(ids, concurrency=settings.WHATSAPP_SEND_CONCURRENCY)
+    delivery = _Delivery(ids, concurrency=settings.WHATSAPP_SEND_CONCURRENCY, hand_back_tail=len(ids) > 1)
     delivery.run()
     return DeliveryBatchResult(
         statuses=delivery.statuses,
@@ -398,6 +400,8 @@ DEFERRED = "DEFERRED"
 # of a second): few statements, and little to lose if a worker dies.
 FLUSH_EVERY = 200
 FLUSH_INTERVAL = 1.0
+# A batch's last sends waiting longer than this for a retry are handed to a later task.
+TAIL_WAIT = 0.05
 # A lead who opts out while a batch holding their message is sending gets nothing more:
 # the messages still waiting in a lane are checked again at most this often (one query).
 OPT_OUT_RECHECK_SECONDS = 0.5
@@ -422,6 +426,7 @@ class _Send:
     attempts: int = 0  # HTTP attempts made in this run
     due: float = 0.0  # monotonic time a retry waits for
     throttled: bool = False  # its retry waits because the number is pushing back
+    error: ProviderError | None = None  # why it is being retried
 
 
 _SEND_FIELDS = ("pk", "account_id", "lead_id", "lead__phone", "type", "body", "template_name", "template_language")
@@ -445,7 +450,7 @@ class _Lane:
 class _Delivery:
     """One run of delivery over the messages it claims (see messages_deliver_batch)."""
 
-    def __init__(self, ids: list[uuid.UUID], *, concurrency: int):
+    def __init__(self, ids: list[uuid.UUID], *, concurrency: int, hand_back_tail: bool = False):
         self.ids = ids
         self.concurrency = max(1, int(concurrency))
         self.token: uuid.UUID | None = None
@@ -461,6 +466,9 @@ class _Delivery:
         self._first_retry: _Send | None = None
         self._given_back: list[_Send] = []
         self._flushed_at = time.monotonic()
+        # A batch whose only sends left wait out a backoff gives them back rather than
+        # keep its worker idle (a single send waits: its caller is answering a request).
+        self.hand_back_tail = hand_back_tail
         # A task must finish well within django-q2's timeout (which kills it, leaving
         # its claims to the sweeper) and the claim timeout: past this budget, the
         # messages still waiting for a slot are given back for a later run.
@@ -543,6 +551,17 @@ class _Delivery:
                 self.retry_error = ProviderError(
                     DEFERRED, "The number's throughput was taken by other sends; deferred.", retryable=True
                 )
+            if (
+                self.hand_back_tail
+                and self.retry_error is None
+                and retrying
+                and not queue
+                and not inflight
+                and min(send.due for send in retrying) - time.monotonic() > TAIL_WAIT
+            ):
+                first = min(retrying, key=lambda send: send.due)
+                self.retry_error, self._first_retry = first.error, first
+                retrying.remove(first)
             if self.retry_error is not None:  # stopped: nothing new goes out
                 self._given_back.extend(retrying)
                 self._given_back.extend(queue)
@@ -623,7 +642,7 @@ class _Delivery:
             self._failed.append((send, outcome))
         elif self.retry_error is None and send.attempts < send.provider.max_attempts:
             send.due = time.monotonic() + send.provider.retry_pause(send.attempts, outcome)
-            send.throttled = _pushing_back(outcome)
+            send.throttled, send.error = _pushing_back(outcome), outcome
             retrying.append(send)
         elif self.retry_error is None:
             self.retry_error = outcome
