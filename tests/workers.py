@@ -5,8 +5,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 from tests.servers import PROJECT_ROOT, server_env
@@ -19,6 +22,22 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def cluster_log() -> Iterator[IO[bytes]]:
+    """A file for clusters' output, removed afterwards; when the block fails, its last
+    lines go to stderr, so the failure shows what the workers said."""
+    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
+    try:
+        yield log
+    except BaseException:
+        log.flush()
+        sys.stderr.write(Path(log.name).read_text()[-5000:])
+        raise
+    finally:
+        log.close()
+        os.unlink(log.name)
 
 
 def start_cluster(log: IO[bytes], **env: str) -> subprocess.Popen:
@@ -40,3 +59,22 @@ def kill_cluster(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+def echo_sent_statuses(fake_graph) -> None:
+    """What Meta does after a worker died between a send and saving its answer: every
+    accepted message gets a status webhook echoing our id (``biz_opaque_callback_data``),
+    which links the sends whose answer was lost and marks them sent."""
+    from django.utils import timezone
+
+    from messaging.models import Message
+    from messaging.services import message_status_apply
+
+    reached = {body["biz_opaque_callback_data"] for body in fake_graph.sent_messages()}
+    for message_id in Message.objects.filter(pk__in=list(reached), wamid__isnull=True).values_list("pk", flat=True):
+        message_status_apply(
+            wamid=f"wamid.ECHO{message_id.hex[:12]}",
+            status=Message.Status.SENT,
+            at=timezone.now(),
+            reference=str(message_id),
+        )

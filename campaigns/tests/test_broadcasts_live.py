@@ -14,9 +14,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
-import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
@@ -32,13 +29,12 @@ from campaigns.models import Broadcast
 from campaigns.selectors.broadcasts import broadcast_totals
 from campaigns.services.broadcasts import SEND_BATCH_TASK, broadcasts_start_due
 from leads.models import Lead
-from messaging import services as messaging_services
 from messaging.models import Message, WhatsAppConnection
 from messaging.services import DELIVERY_BATCH_SIZE
 from messaging.tasks import requeue_stale_messages
 from messaging.throughput import WINDOWS_PER_SECOND
 from tests import workers
-from tests.workers import kill_cluster, wait_for
+from tests.workers import cluster_log, echo_sent_statuses, kill_cluster, wait_for
 
 CLAIM_TIMEOUT = 21  # > Q_TIMEOUT (system check heroshhi.E004)
 Q_TIMEOUT = 20  # a batch of 100 at the caps used here takes a few seconds
@@ -62,17 +58,8 @@ def start_cluster(fake_graph, log, **env):
 @contextmanager
 def cluster_logs(count: int = 1):
     """Log files for ``count`` clusters; their tails go to stderr when the test fails."""
-    logs = [tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False) for _ in range(count)]  # noqa: SIM115
-    try:
-        yield logs
-    except BaseException:
-        for log in logs:
-            sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        for log in logs:
-            log.close()
-            os.unlink(log.name)
+    with ExitStack() as stack:
+        yield [stack.enter_context(cluster_log()) for _ in range(count)]
 
 
 def bulk_leads(account, count: int) -> list[Lead]:
@@ -112,19 +99,6 @@ def create_broadcast(owner_client, leads: list[Lead]) -> tuple[str, set[str]]:
     broadcast_id = response.json()["data"]["id"]
     message_ids = {str(pk) for pk in Message.objects.filter(broadcast_id=broadcast_id).values_list("pk", flat=True)}
     return broadcast_id, message_ids
-
-
-def echo_status_webhooks(fake_graph) -> None:
-    """Meta answers every accepted message with a status webhook echoing our id: it
-    links the sends whose answer died with a killed worker."""
-    reached = {body["biz_opaque_callback_data"] for body in fake_graph.sent_messages()}
-    for message_id in Message.objects.filter(pk__in=list(reached), wamid__isnull=True).values_list("pk", flat=True):
-        messaging_services.message_status_apply(
-            wamid=f"wamid.ECHO{message_id.hex[:12]}",
-            status=Message.Status.SENT,
-            at=timezone.now(),
-            reference=str(message_id),
-        )
 
 
 def wait_completed(broadcast_id: str, *, timeout: float) -> None:
@@ -190,7 +164,7 @@ def test_a_broadcast_of_2000_survives_a_killed_cluster_and_keeps_to_the_cap(
         time.sleep(0.5)  # requests already on the wire land at the fake server
         reached = len(fake_graph.sent_messages())
         assert 0 < reached < CRASH_LEADS, "the cluster was not killed mid-way"
-        echo_status_webhooks(fake_graph)
+        echo_sent_statuses(fake_graph)
 
         second = start_cluster(fake_graph, log)
         clusters.callback(kill_cluster, second)

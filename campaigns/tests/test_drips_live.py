@@ -5,14 +5,10 @@ cluster is killed with SIGKILL mid-way and restarted: every step of every lead
 reaches the server exactly once, in order. And step timing: with next_due_at moved by
 hand, the cluster's own every-minute schedule sends a step when it is due, not before."""
 
-import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from typing import IO
 
 import pytest
@@ -23,12 +19,11 @@ from django_q.tasks import async_task
 from campaigns.models import Enrollment
 from campaigns.services import drips as services
 from leads.tests.factories import LeadFactory
-from messaging import services as messaging_services
 from messaging import tasks as messaging_tasks
 from messaging.models import Message
 from tests import workers
 from tests.fake_graph import FakeGraphServer
-from tests.workers import kill_cluster, wait_for
+from tests.workers import cluster_log, echo_sent_statuses, kill_cluster, wait_for
 
 LEADS = 40
 STEPS = 2
@@ -84,54 +79,40 @@ def test_due_steps_go_out_once_each_through_a_killed_and_restarted_cluster(
     assert result.enrolled == LEADS
     wanted = {(lead.pk, step) for lead in leads for step in range(STEPS)}
 
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    first = start_cluster(fake_graph, log)
-    try:
-
-        def some_sent() -> bool:
-            tick()
-            time.sleep(0.2)
-            return len(fake_graph.sent_messages()) >= LEADS // 3
-
-        wait_for(some_sent, timeout=90, what="the first step messages")
-        kill_cluster(first)
-        time.sleep(0.5)  # requests already on the wire land at the fake server
-        reached = sends_per_step(fake_graph)
-        assert 0 < sum(reached.values()) < LEADS * STEPS, "the cluster was not killed mid-way"
-
-        # Meta answers every accepted message with a status webhook echoing our id: it
-        # links the sends whose answer died with the worker.
-        sent_ids = {body["biz_opaque_callback_data"] for body in fake_graph.sent_messages()}
-        for message in Message.objects.filter(pk__in=sent_ids, wamid__isnull=True):
-            messaging_services.message_status_apply(
-                wamid=f"wamid.ECHO{message.pk.hex[:12]}",
-                status=Message.Status.SENT,
-                at=timezone.now(),
-                reference=str(message.pk),
-            )
-
-        second = start_cluster(fake_graph, log)
+    with cluster_log() as log:
+        first = start_cluster(fake_graph, log)
         try:
 
-            def all_done() -> bool:
-                finished = Enrollment.objects.filter(drip=drip, status=Enrollment.Status.COMPLETED).count()
-                if finished == LEADS and not Message.objects.filter(source="drip", status="queued").exists():
-                    return True
+            def some_sent() -> bool:
                 tick()
-                time.sleep(1)
-                return False
+                time.sleep(0.2)
+                return len(fake_graph.sent_messages()) >= LEADS // 3
 
-            wait_for(all_done, timeout=150, what="every step of every lead sent")
-            time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            wait_for(some_sent, timeout=90, what="the first step messages")
+            kill_cluster(first)
+            time.sleep(0.5)  # requests already on the wire land at the fake server
+            reached = sends_per_step(fake_graph)
+            assert 0 < sum(reached.values()) < LEADS * STEPS, "the cluster was not killed mid-way"
+
+            echo_sent_statuses(fake_graph)  # Meta's status webhooks link the lost answers
+
+            second = start_cluster(fake_graph, log)
+            try:
+
+                def all_done() -> bool:
+                    finished = Enrollment.objects.filter(drip=drip, status=Enrollment.Status.COMPLETED).count()
+                    if finished == LEADS and not Message.objects.filter(source="drip", status="queued").exists():
+                        return True
+                    tick()
+                    time.sleep(1)
+                    return False
+
+                wait_for(all_done, timeout=150, what="every step of every lead sent")
+                time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            finally:
+                kill_cluster(second)
         finally:
-            kill_cluster(second)
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(first)
-        log.close()
-        os.unlink(log.name)
+            kill_cluster(first)
 
     per_step = sends_per_step(fake_graph)
     assert set(per_step) == wanted, "a step was lost (or an unknown message was sent)"
@@ -189,42 +170,37 @@ def test_the_minute_dispatcher_sends_a_step_when_it_falls_due_and_not_before(
             if body["biz_opaque_callback_data"] in ids
         ]
 
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
-    try:
-        # django-q2's scheduler looks every 30 s: the schedule runs at its first look.
-        wait_for(lambda: steps_of(due_lead) == [0], timeout=90, what="the due step", interval=0.2)
-        first_sent = timezone.now()
-        wait_for(
-            lambda: Schedule.objects.filter(pk=dispatcher.pk, next_run__gt=dispatcher.next_run).exists(),
-            timeout=30,
-            what="the dispatcher's run to be recorded",
-        )
-        due.refresh_from_db()
-        assert (due.next_step, due.steps_sent, due.status) == (1, 1, Enrollment.Status.ACTIVE)
-        # The second step waits its 2 days from the first one's send.
-        assert abs(due.next_due_at - (first_sent + timedelta(days=2))) < timedelta(seconds=60)
-        later.refresh_from_db()
-        assert (later.next_step, later.steps_sent, later.next_due_at) == (0, 0, later_due_at)
-        assert steps_of(later_lead) == []
+    with cluster_log() as log:
+        cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
+        try:
+            # django-q2's scheduler looks every 30 s: the schedule runs at its first look.
+            wait_for(lambda: steps_of(due_lead) == [0], timeout=90, what="the due step", interval=0.2)
+            first_sent = timezone.now()
+            wait_for(
+                lambda: Schedule.objects.filter(pk=dispatcher.pk, next_run__gt=dispatcher.next_run).exists(),
+                timeout=30,
+                what="the dispatcher's run to be recorded",
+            )
+            due.refresh_from_db()
+            assert (due.next_step, due.steps_sent, due.status) == (1, 1, Enrollment.Status.ACTIVE)
+            # The second step waits its 2 days from the first one's send.
+            assert abs(due.next_due_at - (first_sent + timedelta(days=2))) < timedelta(seconds=60)
+            later.refresh_from_db()
+            assert (later.next_step, later.steps_sent, later.next_due_at) == (0, 0, later_due_at)
+            assert steps_of(later_lead) == []
 
-        # Two days pass: the second step is due; the dispatcher's next run sends it.
-        Enrollment.objects.filter(pk=due.pk).update(next_due_at=timezone.now() - timedelta(seconds=1))
-        Schedule.objects.filter(pk=dispatcher.pk).update(next_run=timezone.now())
-        wait_for(lambda: steps_of(due_lead) == [0, 1], timeout=60, what="the second step", interval=0.2)
-        wait_for(
-            lambda: Enrollment.objects.filter(pk=due.pk, status=Enrollment.Status.COMPLETED).exists(),
-            timeout=30,
-            what="the enrollment to complete",
-        )
-        time.sleep(3)  # stray duplicates get their chance
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(cluster)
-        log.close()
-        os.unlink(log.name)
+            # Two days pass: the second step is due; the dispatcher's next run sends it.
+            Enrollment.objects.filter(pk=due.pk).update(next_due_at=timezone.now() - timedelta(seconds=1))
+            Schedule.objects.filter(pk=dispatcher.pk).update(next_run=timezone.now())
+            wait_for(lambda: steps_of(due_lead) == [0, 1], timeout=60, what="the second step", interval=0.2)
+            wait_for(
+                lambda: Enrollment.objects.filter(pk=due.pk, status=Enrollment.Status.COMPLETED).exists(),
+                timeout=30,
+                what="the enrollment to complete",
+            )
+            time.sleep(3)  # stray duplicates get their chance
+        finally:
+            kill_cluster(cluster)
 
     assert steps_of(due_lead) == [0, 1]
     assert steps_of(later_lead) == []

@@ -4,13 +4,9 @@ within 60 seconds of its time, exactly once; one cancelled before its time never
 a daily one due now goes out once and leaves its next occurrence, pending, a day later
 at the same wall-clock time in the account's time zone."""
 
-import os
-import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +17,7 @@ from campaigns.models import ScheduledMessage
 from leads.tests.factories import LeadFactory
 from messaging.models import Message
 from tests import workers
-from tests.workers import kill_cluster, wait_for
+from tests.workers import cluster_log, kill_cluster, wait_for
 
 URL = "/api/scheduled-messages"
 DEADLINE = 60  # seconds after scheduled_time, as the spec states
@@ -54,37 +50,32 @@ def test_a_scheduled_message_arrives_once_within_a_minute_and_a_cancelled_one_ne
     assert cancel.status_code == 200
     due_at = ScheduledMessage.objects.get(pk=kept_id).scheduled_time
 
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
-    try:
-        remaining = (due_at + timedelta(seconds=DEADLINE) - timezone.now()).total_seconds()
-        wait_for(
-            lambda: len(fake_graph.sent_messages()) >= 1,
-            timeout=remaining,
-            what=f"the scheduled message at the fake Graph API within {DEADLINE} s of its time",
-            interval=0.2,
-        )
-        arrived = timezone.now()
-        # The cancelled one's one-off schedule fires too (django-q2 deletes it once run).
-        wait_for(
-            lambda: not Schedule.objects.filter(func="campaigns.tasks.scheduled.send_due").exists(),
-            timeout=60,
-            what="both one-off schedules to have fired",
-        )
-        # The every-minute safety net gets its turn as well, then time for stray duplicates.
-        wait_for(
-            lambda: Schedule.objects.filter(func="campaigns.tasks.dispatch_due", next_run__gt=arrived).exists(),
-            timeout=90,
-            what="the every-minute dispatcher to have run",
-        )
-        time.sleep(3)
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(cluster)
-        log.close()
-        os.unlink(log.name)
+    with cluster_log() as log:
+        cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
+        try:
+            remaining = (due_at + timedelta(seconds=DEADLINE) - timezone.now()).total_seconds()
+            wait_for(
+                lambda: len(fake_graph.sent_messages()) >= 1,
+                timeout=remaining,
+                what=f"the scheduled message at the fake Graph API within {DEADLINE} s of its time",
+                interval=0.2,
+            )
+            arrived = timezone.now()
+            # The cancelled one's one-off schedule fires too (django-q2 deletes it once run).
+            wait_for(
+                lambda: not Schedule.objects.filter(func="campaigns.tasks.scheduled.send_due").exists(),
+                timeout=60,
+                what="both one-off schedules to have fired",
+            )
+            # The every-minute safety net gets its turn as well, then time for stray duplicates.
+            wait_for(
+                lambda: Schedule.objects.filter(func="campaigns.tasks.dispatch_due", next_run__gt=arrived).exists(),
+                timeout=90,
+                what="the every-minute dispatcher to have run",
+            )
+            time.sleep(3)
+        finally:
+            kill_cluster(cluster)
 
     assert arrived - due_at <= timedelta(seconds=DEADLINE)
     assert Counter(body["to"] for body in fake_graph.sent_messages()) == {"919800000001": 1}
@@ -121,29 +112,24 @@ def test_a_daily_message_due_now_is_sent_once_and_its_next_occurrence_waits_a_da
     first = ScheduledMessage.objects.get(pk=created.json()["data"]["id"])
     assert timezone.localtime(first.scheduled_time, ZoneInfo(ZONE)).replace(tzinfo=None) == local_now
 
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
-    try:
-        wait_for(
-            lambda: len(fake_graph.sent_messages()) >= 1,
-            timeout=DEADLINE + 30,
-            what="the daily message at the fake Graph API",
-            interval=0.2,
-        )
-        arrived = timezone.now()
-        wait_for(
-            lambda: ScheduledMessage.objects.filter(previous=first).exists(),
-            timeout=30,
-            what="the next occurrence",
-        )
-        time.sleep(3)  # stray duplicates (the safety net, a repeated task) get their chance
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(cluster)
-        log.close()
-        os.unlink(log.name)
+    with cluster_log() as log:
+        cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url, Q_WORKERS="2")
+        try:
+            wait_for(
+                lambda: len(fake_graph.sent_messages()) >= 1,
+                timeout=DEADLINE + 30,
+                what="the daily message at the fake Graph API",
+                interval=0.2,
+            )
+            arrived = timezone.now()
+            wait_for(
+                lambda: ScheduledMessage.objects.filter(previous=first).exists(),
+                timeout=30,
+                what="the next occurrence",
+            )
+            time.sleep(3)  # stray duplicates (the safety net, a repeated task) get their chance
+        finally:
+            kill_cluster(cluster)
 
     assert arrived - first.scheduled_time <= timedelta(seconds=DEADLINE)
     assert Counter(body["to"] for body in fake_graph.sent_messages()) == {"919800000003": 1}

@@ -10,16 +10,12 @@ Graph API server on 127.0.0.1 and count what it received, per message id (the
 import ast
 import inspect
 import itertools
-import os
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from typing import IO
 
 import pytest
@@ -38,7 +34,7 @@ from messaging.models import Message, WhatsAppConnection
 from messaging.providers import CloudApiProvider
 from tests import workers
 from tests.fake_graph import FakeGraphServer
-from tests.workers import kill_cluster, wait_for
+from tests.workers import cluster_log, echo_sent_statuses, kill_cluster, wait_for
 
 _numbers = itertools.count(1)
 
@@ -368,51 +364,37 @@ def test_a_worker_killed_mid_send_and_restarted_sends_each_message_exactly_once(
     fake_graph.state.latency = 0.05  # ~20 sends a second per worker: time to kill it mid-way
     messages = [queue_message(account, text=f"Message {i}") for i in range(MESSAGES)]
     ids = {str(m.pk) for m in messages}
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    first = start_cluster(fake_graph, log)
-    try:
-        wait_for(lambda: len(fake_graph.sent_messages()) >= MESSAGES // 3, timeout=90, what="the first sends")
-        kill_cluster(first)
-        killed_at = time.monotonic()
-        time.sleep(0.5)  # requests already on the wire land at the fake server
-        reached = sends_per_message(fake_graph)
-        assert 0 < sum(reached.values()) < MESSAGES, "the worker was not killed mid-way"
-
-        # Meta answers every accepted message with a status webhook echoing our id: it
-        # links the sends whose answer died with the worker.
-        answer_lost = Message.objects.filter(pk__in=list(reached), wamid__isnull=True)
-        for message_id in list(answer_lost.values_list("pk", flat=True)):
-            services.message_status_apply(
-                wamid=f"wamid.ECHO{message_id.hex[:12]}",
-                status=Message.Status.SENT,
-                at=timezone.now(),
-                reference=str(message_id),
-            )
-
-        second = start_cluster(fake_graph, log)
+    with cluster_log() as log:
+        first = start_cluster(fake_graph, log)
         try:
-            # The sweeper runs every minute; here every second once the dead worker's
-            # claims are stale.
-            time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
+            wait_for(lambda: len(fake_graph.sent_messages()) >= MESSAGES // 3, timeout=90, what="the first sends")
+            kill_cluster(first)
+            killed_at = time.monotonic()
+            time.sleep(0.5)  # requests already on the wire land at the fake server
+            reached = sends_per_message(fake_graph)
+            assert 0 < sum(reached.values()) < MESSAGES, "the worker was not killed mid-way"
 
-            def all_sent() -> bool:
-                if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == MESSAGES:
-                    return True
-                tasks.requeue_stale_messages()
-                time.sleep(1)
-                return False
+            echo_sent_statuses(fake_graph)  # Meta's status webhooks link the lost answers
 
-            wait_for(all_sent, timeout=90, what="every message sent")
-            time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            second = start_cluster(fake_graph, log)
+            try:
+                # The sweeper runs every minute; here every second once the dead worker's
+                # claims are stale.
+                time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
+
+                def all_sent() -> bool:
+                    if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == MESSAGES:
+                        return True
+                    tasks.requeue_stale_messages()
+                    time.sleep(1)
+                    return False
+
+                wait_for(all_sent, timeout=90, what="every message sent")
+                time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            finally:
+                kill_cluster(second)
         finally:
-            kill_cluster(second)
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(first)
-        log.close()
-        os.unlink(log.name)
+            kill_cluster(first)
 
     per_message = sends_per_message(fake_graph)
     assert set(per_message) == ids, "a message was lost (or an unknown one was sent)"
@@ -438,55 +420,41 @@ def test_a_worker_killed_mid_batch_and_restarted_sends_each_message_exactly_once
     ids = [str(m.pk) for m in messages]
     for start in range(0, len(ids), BATCH_SIZE):
         async_task("messaging.tasks.deliver_messages", ids[start : start + BATCH_SIZE])
-    log = tempfile.NamedTemporaryFile(prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
-    first = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
-    try:
-        mid_batch = Message.objects.filter(pk__in=ids, claim_token__isnull=False, wamid__isnull=True)
-        wait_for(
-            lambda: len(fake_graph.sent_messages()) >= len(ids) // 4 and mid_batch.exists(),
-            timeout=90,
-            what="batches half sent",
-        )
-        kill_cluster(first)
-        killed_at = time.monotonic()
-        time.sleep(0.5)  # requests already on the wire land at the fake server
-        reached = sends_per_message(fake_graph)
-        assert 0 < sum(reached.values()) < len(ids), "the worker was not killed mid-way"
-        assert mid_batch.exists(), "no batch was cut short"
-
-        # Meta answers every accepted message with a status webhook echoing our id: it
-        # links the sends whose answers died with the worker.
-        answer_lost = Message.objects.filter(pk__in=list(reached), wamid__isnull=True)
-        for message_id in list(answer_lost.values_list("pk", flat=True)):
-            services.message_status_apply(
-                wamid=f"wamid.ECHO{message_id.hex[:12]}",
-                status=Message.Status.SENT,
-                at=timezone.now(),
-                reference=str(message_id),
-            )
-
-        second = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
+    with cluster_log() as log:
+        first = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
         try:
-            time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
+            mid_batch = Message.objects.filter(pk__in=ids, claim_token__isnull=False, wamid__isnull=True)
+            wait_for(
+                lambda: len(fake_graph.sent_messages()) >= len(ids) // 4 and mid_batch.exists(),
+                timeout=90,
+                what="batches half sent",
+            )
+            kill_cluster(first)
+            killed_at = time.monotonic()
+            time.sleep(0.5)  # requests already on the wire land at the fake server
+            reached = sends_per_message(fake_graph)
+            assert 0 < sum(reached.values()) < len(ids), "the worker was not killed mid-way"
+            assert mid_batch.exists(), "no batch was cut short"
 
-            def all_sent() -> bool:
-                if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == len(ids):
-                    return True
-                tasks.requeue_stale_messages()  # the sweeper: in batches too
-                time.sleep(1)
-                return False
+            echo_sent_statuses(fake_graph)  # Meta's status webhooks link the lost answers
 
-            wait_for(all_sent, timeout=90, what="every message sent")
-            time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            second = start_cluster(fake_graph, log, WHATSAPP_SEND_CONCURRENCY="3")
+            try:
+                time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
+
+                def all_sent() -> bool:
+                    if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == len(ids):
+                        return True
+                    tasks.requeue_stale_messages()  # the sweeper: in batches too
+                    time.sleep(1)
+                    return False
+
+                wait_for(all_sent, timeout=90, what="every message sent")
+                time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
+            finally:
+                kill_cluster(second)
         finally:
-            kill_cluster(second)
-    except BaseException:
-        sys.stderr.write(Path(log.name).read_text()[-5000:])
-        raise
-    finally:
-        kill_cluster(first)
-        log.close()
-        os.unlink(log.name)
+            kill_cluster(first)
 
     per_message = sends_per_message(fake_graph)
     assert set(per_message) == set(ids), "a message was lost (or an unknown one was sent)"
