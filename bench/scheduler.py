@@ -13,15 +13,16 @@ The fixture: a workspace with a Cloud API connection of ``throughput_cap`` ``--c
 wrote an hour ago (a text may go), and N scheduled messages of one recipient each, all
 due at the same second T (``--ahead`` seconds after the fixture is made). The first is
 created with the real service, ``campaigns.services.scheduled.scheduled_message_create``
-(the row and its one-off django-q2 schedule at T); the service has no bulk path, so the
-other N-1 are inserted set-based as copies of it: the same fields, and the same one-off
-``Schedule`` rows (``campaigns.tasks.scheduled.send_due``, named by the service's key).
+(the row and the one-off django-q2 run of the dispatcher at T, which every occurrence due
+in that second shares); the service has no bulk path, so the other N-1 are inserted
+set-based as copies of it, with the same fields.
 
 Then ``--clusters`` real ``manage.py qcluster`` processes (2 by default, ``--q-workers``
 worker process each) run as in production: django-q2's scheduler (every 30 s in each
-cluster's guard loop) turns the due schedules into ``send_due`` tasks, each dispatches
-its occurrence (claim, outbox row, next occurrence) and queues a ``deliver`` task, and
-the every-minute ``dispatch_due`` safety net runs too. The fake Graph API answers
+cluster's guard loop) turns the due schedule into a ``campaigns.tasks.scheduled.dispatch_due``
+task, which dispatches the occurrences set-based (500 per transaction: claim, outbox rows)
+and queues ``messaging.tasks.deliver_messages`` tasks of 100 messages across occurrences;
+the every-minute ``campaigns.tasks.dispatch_due`` safety net runs too. The fake Graph API answers
 130429 above the cap and fails ``--fail-rate`` of the sends with HTTP 500 (retried).
 
 Printed: the lateness of each message's send (arrival of its accepted request at the
@@ -111,20 +112,6 @@ def fixture(*, account, admin, count: int, ahead: float):
         ),
         batch_size=5000,
     )
-    # The one-off schedule the service makes for each (campaigns.services.dispatch_at).
-    Schedule.objects.bulk_create(
-        (
-            Schedule(
-                name=f"campaigns-{scheduled_services._schedule_key(copy)}"[:100],
-                func=scheduled_services.SEND_DUE_FUNC,
-                args=repr((copy.pk,)),
-                schedule_type=Schedule.ONCE,
-                next_run=copy.scheduled_time,
-            )
-            for copy in copies
-        ),
-        batch_size=5000,
-    )
     return due, [first.pk, *(copy.pk for copy in copies)]
 
 
@@ -136,7 +123,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def cleanup(account, ids: list[int]) -> None:
-    Schedule.objects.filter(func=scheduled_services.SEND_DUE_FUNC, args__in=[repr((pk,)) for pk in ids]).delete()
+    Schedule.objects.filter(func=scheduled_services.DISPATCH_DUE_FUNC).delete()
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {Message._meta.db_table} WHERE account_id = %s", [account.pk])  # noqa: S608
         cursor.execute(f"DELETE FROM {ScheduledMessage._meta.db_table} WHERE account_id = %s", [account.pk])  # noqa: S608

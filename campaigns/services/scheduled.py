@@ -1,12 +1,15 @@
 """Writes of HeyDoc's scheduled messages: create, status changes, delete, and the
 dispatch of a due occurrence into messaging's outbox.
 
-An occurrence is taken exactly once: a conditional update ``pending → sent`` whose row
-count is checked, in the same transaction that maps the recipients to leads, inserts
-the outbox messages and creates a recurring series' next occurrence. Two dispatchers
-(its one-off django-q2 schedule, the every-minute safety net, a second cluster, a task
-run twice) can't both take it; the loser's update changes nothing. Delivery is then
-messaging's (claim per message, opt-out checked again, the number's throughput cap).
+Dispatch is set-based: everything due is taken in batches of DUE_BATCH occurrences, each
+batch in one transaction that locks the pending rows as it reads them, maps the
+recipients to leads, inserts the outbox messages, marks the occurrences sent (or failed,
+with the reason) and creates a recurring series' next occurrences. Two dispatchers (the
+one-off django-q2 schedule of a due second, the every-minute safety net, a second
+cluster, a task run twice) can't both take an occurrence: the rows one holds the other
+skips, and a row taken is no longer pending. Delivery is then messaging's, in batches
+across occurrences (claim per message, opt-out checked again, the number's throughput
+cap).
 
 Times: ``scheduled_time`` is an instant (stored in UTC). Input without an offset is
 read in the account's time zone, and a recurring series keeps its first occurrence's
@@ -17,10 +20,11 @@ import logging
 import re
 import time
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -52,10 +56,9 @@ MAX_TEXT = 4096  # WhatsApp's limit for a text body
 # schedule "now", clocks a little apart.
 PAST_GRACE = timedelta(seconds=60)
 MAX_AHEAD = timedelta(days=5 * 366)
-SEND_DUE_FUNC = "campaigns.tasks.scheduled.send_due"
-DELIVER_FUNC = "campaigns.tasks.scheduled.deliver"
-DUE_BATCH = 500  # occurrences the safety net reads at a time
-DUE_BUDGET_SECONDS = 45.0  # then it stops: the next minute's run goes on (Q_TIMEOUT is 120 s)
+DISPATCH_DUE_FUNC = "campaigns.tasks.scheduled.dispatch_due"
+DUE_BATCH = 500  # occurrences dispatched in one transaction
+DUE_BUDGET_SECONDS = 45.0  # then it stops: the next run goes on (Q_TIMEOUT is 120 s)
 
 Status = ScheduledMessage.Status
 Recurrence = ScheduledMessage.Recurrence
@@ -176,19 +179,17 @@ def _refuse_colleagues_contacts(*, user: User, phones: list[str]) -> None:
 # --- Create, change, delete ----------------------------------------------------------------------
 
 
-def _schedule_key(scheduled_message: ScheduledMessage) -> str:
-    return f"scheduled-{scheduled_message.pk}-{int(scheduled_message.scheduled_time.timestamp())}"
+def _schedule_key(when: datetime) -> str:
+    return f"scheduled-due-{int(when.timestamp())}"
 
 
-def _dispatch_on_time(scheduled_message: ScheduledMessage) -> None:
-    """A one-off django-q2 run at the occurrence's time (in the caller's transaction);
-    the every-minute dispatcher is the safety net."""
-    dispatch_at(
-        scheduled_message.scheduled_time,
-        func=SEND_DUE_FUNC,
-        key=_schedule_key(scheduled_message),
-        args=(scheduled_message.pk,),
-    )
+def _dispatch_on_time(times: Iterable[datetime]) -> None:
+    """A one-off django-q2 run of the dispatcher at each of these times (in the
+    caller's transaction): one per second however many occurrences fall due in it,
+    since each run dispatches everything due. The every-minute dispatcher is the
+    safety net."""
+    for when in sorted(set(times)):
+        dispatch_at(when, func=DISPATCH_DUE_FUNC, key=_schedule_key(when))
 
 
 def scheduled_message_create(
@@ -239,7 +240,7 @@ def scheduled_message_create(
             created_by=user,
             **fields,
         )
-        _dispatch_on_time(scheduled)
+        _dispatch_on_time([scheduled.scheduled_time])
     dispatcher_ensure()
     return scheduled
 
@@ -277,7 +278,7 @@ def scheduled_message_status_set(
             raise InvalidStatusTransition(_refusal(scheduled_message.status, status))
         scheduled_message.refresh_from_db()
         if status == Status.PENDING:
-            _dispatch_on_time(scheduled_message)
+            _dispatch_on_time([scheduled_message.scheduled_time])
         elif status in (Status.SENT, Status.FAILED):
             _next_occurrence_create(scheduled_message, now=now)
     return scheduled_message
@@ -347,33 +348,37 @@ def _leads_for(account: Account, phones: list[str], *, related: list[str]) -> di
     return leads
 
 
-def _outbox(scheduled: ScheduledMessage, now: datetime) -> DispatchResult:
-    """Builds and inserts the occurrence's outbox messages, one per lead it may reach:
-    opted-out leads, closed 24-hour windows (text only) and leads the creator may not
-    message are skipped and counted. Uses messaging's rules (window_open,
-    template_for_send, the template's rendered body), never its own."""
-    account = scheduled.account
-    result = DispatchResult(status=Status.SENT)
-    template: Template | None = None
-    if scheduled.template_name:
-        try:
-            template = template_for_send(
-                account=account,
-                ref=TemplateRef(scheduled.template_name, scheduled.template_language, scheduled.template_params),
-            )
-        except TemplateUnavailable as exc:
-            result.status, result.error = Status.FAILED, exc.message
-            return result
+def _recipient_phones(scheduled: ScheduledMessage, result: DispatchResult) -> list[str]:
+    """The occurrence's recipients as E.164, in order, each once; what is not a phone
+    (a row edited by hand) is counted as invalid."""
     phones = []
     for digits in scheduled.recipients:
         if isinstance(digits, str) and _PHONE_DIGITS.fullmatch(digits):
             phones.append("+" + digits)
         else:
             result.skipped_invalid += 1
-    phones = list(dict.fromkeys(phones))
-    texts = [scheduled.message] if template is None else [str(p) for p in scheduled.template_params]
-    leads = _leads_for(account, phones, related=select_related_for(texts))
-    provider = provider_for(account).name
+    return list(dict.fromkeys(phones))
+
+
+def _texts(scheduled: ScheduledMessage) -> list[str]:
+    """What is rendered per lead: the text, or the template's parameters."""
+    return [str(p) for p in scheduled.template_params] if scheduled.template_name else [scheduled.message]
+
+
+def _outbox_rows(
+    scheduled: ScheduledMessage,
+    *,
+    phones: list[str],
+    leads: dict[str, Lead],
+    template: Template | None,
+    provider: str,
+    result: DispatchResult,
+    now: datetime,
+) -> list[Message]:
+    """One occurrence's outbox messages, one per lead it may reach: opted-out leads,
+    closed 24-hour windows (text only) and leads the creator may not message are
+    skipped and counted in ``result``. Uses messaging's rules (window_open, the
+    template's rendered body), never its own. No query: the leads are read already."""
     creator = scheduled.created_by
     rows = []
     for phone in phones:
@@ -388,7 +393,7 @@ def _outbox(scheduled: ScheduledMessage, now: datetime) -> DispatchResult:
             result.skipped_window_closed += 1
             continue
         row = Message(
-            account=account,
+            account_id=scheduled.account_id,
             lead=lead,
             direction=Message.Direction.OUTBOUND,
             status=Message.Status.QUEUED,
@@ -410,83 +415,176 @@ def _outbox(scheduled: ScheduledMessage, now: datetime) -> DispatchResult:
             row.template_params = params
             row.body = _render_template_body(template, params)
         rows.append(row)
+    return rows
+
+
+def _outboxes(taken: list[ScheduledMessage], now: datetime) -> dict[int, DispatchResult]:
+    """Builds and inserts the outbox messages of the taken occurrences, set-based
+    across all of them: the leads are read (and the unknown phones created) once per
+    account, each template and provider looked up once, every message inserted in one
+    go. An occurrence with nothing to send fails with the reason."""
+    results: dict[int, DispatchResult] = {}
+    templates: dict[tuple, Template | TemplateUnavailable] = {}
+    providers: dict[int, str] = {}
+    accounts: dict[int, Account] = {}
+    wanted: dict[int, tuple[dict[str, None], set[str]]] = {}  # account id: phones, related rows
+    phones_of: dict[int, list[str]] = {}
+    for scheduled in taken:
+        result = results[scheduled.pk] = DispatchResult(status=Status.SENT)
+        if scheduled.template_name:
+            key = (scheduled.account_id, scheduled.template_name, scheduled.template_language)
+            if key not in templates:
+                ref = TemplateRef(scheduled.template_name, scheduled.template_language, scheduled.template_params)
+                try:
+                    templates[key] = template_for_send(account=scheduled.account, ref=ref)
+                except TemplateUnavailable as exc:
+                    templates[key] = exc
+            if isinstance(templates[key], TemplateUnavailable):
+                result.status, result.error = Status.FAILED, templates[key].message
+                continue
+        phones_of[scheduled.pk] = _recipient_phones(scheduled, result)
+        accounts[scheduled.account_id] = scheduled.account
+        phones, related = wanted.setdefault(scheduled.account_id, ({}, set()))
+        phones.update(dict.fromkeys(phones_of[scheduled.pk]))
+        related.update(select_related_for(_texts(scheduled)))
+    leads = {
+        account_id: _leads_for(accounts[account_id], list(phones), related=sorted(related))
+        for account_id, (phones, related) in wanted.items()
+    }
+    rows: list[Message] = []
+    for scheduled in taken:
+        result = results[scheduled.pk]
+        if scheduled.pk not in phones_of:  # its template is unavailable
+            continue
+        if scheduled.account_id not in providers:
+            providers[scheduled.account_id] = provider_for(scheduled.account).name
+        template = templates.get((scheduled.account_id, scheduled.template_name, scheduled.template_language))
+        made = _outbox_rows(
+            scheduled,
+            phones=phones_of[scheduled.pk],
+            leads=leads[scheduled.account_id],
+            template=template if scheduled.template_name else None,
+            provider=providers[scheduled.account_id],
+            result=result,
+            now=now,
+        )
+        result.message_ids = [row.pk for row in made]
+        result.queued = len(made)
+        if not made:
+            result.status = Status.FAILED
+            result.error = (
+                f"Nothing to send: {result.skipped_opted_out} opted out, {result.skipped_window_closed} outside the "
+                f"24-hour window (send a template), {result.skipped_invalid} invalid or not yours to message."
+            )
+        rows.extend(made)
     # One row per (occurrence, lead) by a unique constraint: a duplicate can't slip in.
     Message.objects.bulk_create(rows, ignore_conflicts=True)
-    result.message_ids = [row.pk for row in rows]
-    result.queued = len(rows)
-    if not rows:
-        result.status = Status.FAILED
-        result.error = (
-            f"Nothing to send: {result.skipped_opted_out} opted out, {result.skipped_window_closed} outside the "
-            f"24-hour window (send a template), {result.skipped_invalid} invalid or not yours to message."
+    return results
+
+
+def _dispatch_batch(
+    *, now: datetime, ids: list[int] | None = None, limit: int = DUE_BATCH
+) -> dict[int, DispatchResult]:
+    """Takes up to ``limit`` due occurrences (of ``ids``, or any), oldest first, and
+    sends them, once, in one transaction: the rows are locked as they are read (on
+    PostgreSQL, rows another dispatcher holds are skipped, so two clusters split the
+    work; SQLite's write lock, taken when the transaction begins, serializes them),
+    then the outbox messages, the claim with the counts (``sent``, or ``failed`` with
+    the reason) and a recurring series' next occurrences are written, set-based.
+    Delivery is handed to the worker after the commit, in batches across occurrences.
+    Answers the results of the occurrences it took."""
+    due = ScheduledMessage.objects.filter(status=Status.PENDING, scheduled_time__lte=now)
+    if ids is not None:
+        due = due.filter(pk__in=ids)
+    with transaction.atomic():
+        taken = list(
+            due.select_for_update(skip_locked=True, of=("self",))
+            .select_related("account", "created_by")
+            .order_by("scheduled_time", "id")[:limit]
         )
-    return result
+        if not taken:
+            return {}
+        results = _outboxes(taken, now)
+        for scheduled in taken:
+            result = results[scheduled.pk]
+            scheduled.status, scheduled.error = result.status, result.error[:300]
+            scheduled.sent_at = scheduled.updated_at = now
+            scheduled.queued = result.queued
+            scheduled.skipped_opted_out = result.skipped_opted_out
+            scheduled.skipped_window_closed = result.skipped_window_closed
+            scheduled.skipped_invalid = result.skipped_invalid
+        ScheduledMessage.objects.bulk_update(taken, CLAIM_FIELDS)
+        for predecessor_id, following in _next_occurrences_create(taken, now=now).items():
+            results[predecessor_id].next_occurrence = following
+        queue_delivery_batch(message_id for result in results.values() for message_id in result.message_ids)
+    return results
+
+
+CLAIM_FIELDS = [
+    "status",
+    "error",
+    "sent_at",
+    "updated_at",
+    "queued",
+    "skipped_opted_out",
+    "skipped_window_closed",
+    "skipped_invalid",
+]
 
 
 def scheduled_message_dispatch(*, scheduled_message_id: int, now: datetime | None = None) -> DispatchResult | None:
-    """Sends a due occurrence, once. Answers None when there is nothing to do (not
-    due yet, already taken, cancelled, deleted) — so a duplicate task, the safety net
-    and a cancelled occurrence's one-off schedule are all harmless.
-
-    In one transaction: the claim (``pending → sent``, row count checked), the outbox
-    messages, the counts (``failed`` with an error when nothing at all could be
-    queued) and a recurring series' next occurrence with its own one-off schedule.
-    Delivery is handed to the worker after the commit."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        claimed = ScheduledMessage.objects.filter(
-            pk=scheduled_message_id, status=Status.PENDING, scheduled_time__lte=now
-        ).update(status=Status.SENT, sent_at=now, updated_at=now)
-        if not claimed:
-            return None
-        scheduled = ScheduledMessage.objects.select_related("account", "created_by").get(pk=scheduled_message_id)
-        result = _outbox(scheduled, now)
-        ScheduledMessage.objects.filter(pk=scheduled.pk).update(
-            status=result.status,
-            error=result.error[:300],
-            queued=result.queued,
-            skipped_opted_out=result.skipped_opted_out,
-            skipped_window_closed=result.skipped_window_closed,
-            skipped_invalid=result.skipped_invalid,
-        )
-        result.next_occurrence = _next_occurrence_create(scheduled, now=now)
-        queue_delivery_batch(result.message_ids, task=DELIVER_FUNC, args=(scheduled.pk,))
-    return result
+    """Sends one due occurrence, once (see ``_dispatch_batch``). Answers None when
+    there is nothing to do (not due yet, already taken, cancelled, deleted), so a
+    duplicate run is harmless."""
+    results = _dispatch_batch(now=now or timezone.now(), ids=[scheduled_message_id], limit=1)
+    return results.get(scheduled_message_id)
 
 
 def scheduled_messages_dispatch_due(
     *, now: datetime | None = None, batch: int = DUE_BATCH, budget: float = DUE_BUDGET_SECONDS
 ) -> int:
-    """The safety net, run every minute by campaigns.tasks.dispatch_due: dispatches
-    every pending occurrence whose time has come (normally its one-off schedule got
-    there first), oldest first, in batches until none is left or ``budget`` seconds
-    have passed (the next minute's run goes on from there). Each occurrence is its own
-    transaction; one that raises is logged and left pending for the next run. Answers
-    how many it dispatched."""
+    """Dispatches every pending occurrence whose time has come, oldest first, ``batch``
+    at a time (each batch one transaction), until none is left or ``budget`` seconds
+    have passed (the next run goes on from there). Run by the one-off schedule of each
+    due second and, as the safety net, by the every-minute campaigns.tasks.dispatch_due;
+    any number of them may run at once. A batch that raises is taken again one
+    occurrence at a time, so one bad row is logged and left pending for the next run
+    while the others go. Answers how many it dispatched."""
     now = now or timezone.now()
     started = time.monotonic()
     dispatched = 0
     failed: set[int] = set()
     while time.monotonic() - started < budget:
-        due = list(
-            ScheduledMessage.objects.filter(status=Status.PENDING, scheduled_time__lte=now)
-            .exclude(pk__in=failed)
-            .order_by("scheduled_time", "id")
-            .values_list("pk", flat=True)[:batch]
-        )
-        if not due:
+        try:
+            if failed:  # rare: keep the known bad rows out of the batch
+                candidates = _due_ids(now, exclude=failed, limit=batch)
+                taken = _dispatch_batch(now=now, ids=candidates, limit=batch) if candidates else {}
+            else:
+                taken = _dispatch_batch(now=now, limit=batch)
+        except Exception:
+            logger.exception("dispatch of a batch of scheduled messages failed; taking them one at a time")
+            for scheduled_message_id in _due_ids(now, exclude=failed, limit=batch):
+                try:
+                    result = scheduled_message_dispatch(scheduled_message_id=scheduled_message_id, now=now)
+                except Exception:
+                    logger.exception("dispatch of scheduled message %s failed", scheduled_message_id)
+                    failed.add(scheduled_message_id)
+                    continue
+                dispatched += result is not None
+            continue
+        if not taken:
             break
-        for scheduled_message_id in due:
-            try:
-                result = scheduled_message_dispatch(scheduled_message_id=scheduled_message_id, now=now)
-            except Exception:
-                logger.exception("dispatch of scheduled message %s failed", scheduled_message_id)
-                failed.add(scheduled_message_id)
-                continue
-            dispatched += result is not None
-        if len(due) < batch:
-            break
+        dispatched += len(taken)
     return dispatched
+
+
+def _due_ids(now: datetime, *, exclude: set[int], limit: int) -> list[int]:
+    return list(
+        ScheduledMessage.objects.filter(status=Status.PENDING, scheduled_time__lte=now)
+        .exclude(pk__in=exclude)
+        .order_by("scheduled_time", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 # --- Recurrence ----------------------------------------------------------------------------------
@@ -536,25 +634,33 @@ def next_occurrence_time(
         months += 1
 
 
-def _next_occurrence_create(scheduled: ScheduledMessage, *, now: datetime) -> ScheduledMessage | None:
-    """A recurring occurrence's successor, with its one-off schedule. ``previous`` is
-    one-to-one: a second attempt (a retried task, a manual close racing a dispatch)
-    finds it there and creates nothing."""
-    if scheduled.recurrence == Recurrence.NONE:
-        return None
-    try:
-        when = next_occurrence_time(
-            scheduled_time=scheduled.scheduled_time,
-            series_start=scheduled.series_start or scheduled.scheduled_time,
-            recurrence=scheduled.recurrence,
-            time_zone=scheduled.account.time_zone,
-            after=now,
-        )
-    except (OverflowError, ValueError):  # past year 9999
-        return None
-    try:
-        with transaction.atomic():
-            following = ScheduledMessage.objects.create(
+def _next_occurrences_create(predecessors: list[ScheduledMessage], *, now: datetime) -> dict[int, ScheduledMessage]:
+    """The recurring ones' successors, set-based, with the one-off schedules of their
+    times; answers them by predecessor id. ``previous`` is one-to-one: a successor
+    made already (a retried run, a manual close racing a dispatch) is left as it is and
+    not answered."""
+    recurring = [p for p in predecessors if p.recurrence != Recurrence.NONE]
+    if not recurring:
+        return {}
+    made = set(
+        ScheduledMessage.objects.filter(previous__in=[p.pk for p in recurring]).values_list("previous_id", flat=True)
+    )
+    followers = []
+    for scheduled in recurring:
+        if scheduled.pk in made:
+            continue
+        try:
+            when = next_occurrence_time(
+                scheduled_time=scheduled.scheduled_time,
+                series_start=scheduled.series_start or scheduled.scheduled_time,
+                recurrence=scheduled.recurrence,
+                time_zone=scheduled.account.time_zone,
+                after=now,
+            )
+        except (OverflowError, ValueError):  # past year 9999
+            continue
+        followers.append(
+            ScheduledMessage(
                 account_id=scheduled.account_id,
                 message=scheduled.message,
                 template_name=scheduled.template_name,
@@ -564,10 +670,22 @@ def _next_occurrence_create(scheduled: ScheduledMessage, *, now: datetime) -> Sc
                 scheduled_time=when,
                 series_start=scheduled.series_start or scheduled.scheduled_time,
                 recurrence=scheduled.recurrence,
-                previous=scheduled,
+                previous_id=scheduled.pk,
                 created_by_id=scheduled.created_by_id,
             )
-            _dispatch_on_time(following)
-    except IntegrityError:
-        return None
-    return following
+        )
+    if not followers:
+        return {}
+    ScheduledMessage.objects.bulk_create(followers, ignore_conflicts=True)  # one made meanwhile stays
+    _dispatch_on_time({f.scheduled_time for f in followers})
+    return {
+        f.previous_id: f
+        for f in ScheduledMessage.objects.filter(previous__in=[f.previous_id for f in followers]).select_related(
+            "account"
+        )
+    }
+
+
+def _next_occurrence_create(scheduled: ScheduledMessage, *, now: datetime) -> ScheduledMessage | None:
+    """One recurring occurrence's successor (a manual close), as above."""
+    return _next_occurrences_create([scheduled], now=now).get(scheduled.pk)

@@ -64,7 +64,7 @@ def create(client, **overrides):
 
 
 def one_off_schedules() -> int:
-    return Schedule.objects.filter(func=services.SEND_DUE_FUNC).count()
+    return Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC).count()
 
 
 def assert_error(response, status_code: int, code: str) -> dict:
@@ -115,9 +115,9 @@ def test_create_answers_the_documents_body_and_stores_the_message(owner_client, 
     stored = ScheduledMessage.objects.get(pk=data["id"])
     assert stored.scheduled_time == when
     assert stored.account_id == owner.account_id
-    # Its one-off run at the time, and the every-minute safety net.
-    [one_off] = Schedule.objects.filter(func=services.SEND_DUE_FUNC)
-    assert (one_off.schedule_type, one_off.next_run, one_off.args) == (Schedule.ONCE, when, repr((stored.pk,)))
+    # A one-off run of the dispatcher at its time, and the every-minute safety net.
+    [one_off] = Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC)
+    assert (one_off.schedule_type, one_off.next_run, one_off.args) == (Schedule.ONCE, when, "()")
     assert Schedule.objects.filter(func="campaigns.tasks.dispatch_due", schedule_type=Schedule.MINUTES).exists()
 
 

@@ -9,6 +9,7 @@ import math
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 
 import pytest
 from django.db import connection
@@ -22,12 +23,12 @@ from accounts.tests.factories import UserFactory
 from campaigns import tasks as campaign_tasks
 from campaigns.models import ScheduledMessage
 from campaigns.services import scheduled as services
-from campaigns.tasks import scheduled as tasks
 from heroshhi.errors import ValidationFailed
 from leads.models import Lead
 from leads.tests.factories import LeadFactory
 from messaging.models import Message, Template
-from messaging.services import TemplateRef
+from messaging.services import DELIVERY_BATCH_SIZE, TemplateRef
+from messaging.tasks import deliver_messages
 
 T0 = datetime(2027, 2, 10, 9, 0, tzinfo=UTC)  # a fixed clock: every test passes `now` explicitly
 
@@ -116,7 +117,7 @@ def test_a_duplicate_dispatch_sends_once(owner, account, whatsapp_connection, fa
     with inline_tasks():
         assert services.scheduled_messages_dispatch_due(now=T0 + timedelta(minutes=1)) == 0
     # django-q2 runs the delivery task again.
-    tasks.deliver(scheduled.pk, [str(pk) for pk in first.message_ids])
+    deliver_messages([str(pk) for pk in first.message_ids])
 
     assert first.queued == 3
     assert sends_per_phone(fake_graph) == {"919800000001": 1, "919800000002": 1, "919800000003": 1}
@@ -165,15 +166,15 @@ def test_cancelled_and_deleted_ones_send_nothing_when_their_schedules_fire(
     services.scheduled_message_status_set(scheduled_message=cancelled, status="cancelled", now=when - timedelta(1))
     services.scheduled_message_delete(scheduled_message=deleted)
 
-    # Every one-off django-q2 schedule made at creation still fires, then the safety net runs.
+    # The one-off django-q2 run of their second fires, then the safety net runs.
+    [one_off] = Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC)
+    assert one_off.next_run == when
     with inline_tasks():
-        answers = {
-            ast.literal_eval(one_off.args)[0]: tasks.send_due(*ast.literal_eval(one_off.args))
-            for one_off in Schedule.objects.filter(func=services.SEND_DUE_FUNC)
-        }
+        assert import_string(one_off.func)(*ast.literal_eval(one_off.args)) == "1 dispatched"
         assert services.scheduled_messages_dispatch_due() == 0
+    kept.refresh_from_db()
+    assert (kept.status, kept.queued) == ("sent", 1)
 
-    assert answers == {kept.pk: "sent: 1 queued", cancelled.pk: "nothing to do", deleted.pk: "nothing to do"}
     assert sends_per_phone(fake_graph) == {"919800000001": 1}
     assert not Message.objects.filter(lead__phone__in=["+919800000002", "+919800000003"]).exists()
     cancelled.refresh_from_db()
@@ -283,7 +284,7 @@ def test_an_opt_out_after_dispatch_stops_the_message_before_meta(
     result = services.scheduled_message_dispatch(scheduled_message_id=scheduled.pk, now=T0)  # delivery not run yet
     Lead.objects.filter(pk=target.pk).update(is_opted_out=True)
 
-    tasks.deliver(scheduled.pk, [str(pk) for pk in result.message_ids])
+    deliver_messages([str(pk) for pk in result.message_ids])
 
     assert fake_graph.sent_messages() == []
     assert Message.objects.get(scheduled_message=scheduled).error_code == "OPT_OUT"
@@ -453,9 +454,8 @@ def test_a_recurring_occurrence_creates_exactly_one_next_one(owner, account, dis
         owner.pk,
         account.pk,
     )
-    # With its own one-off run at its time.
-    one_off = Schedule.objects.get(func=services.SEND_DUE_FUNC, args=repr((following.pk,)))
-    assert one_off.next_run == following.scheduled_time
+    # With a one-off run of the dispatcher at its time.
+    assert Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC, next_run=following.scheduled_time).exists()
     # Cancelling it stops the series: nothing goes and no further occurrence appears.
     services.scheduled_message_status_set(scheduled_message=following, status="cancelled", now=T0)
     assert dispatch(following) is None
@@ -515,16 +515,17 @@ def test_an_unknown_variable_is_refused_when_scheduling(owner):
 
 @pytest.mark.django_db
 def test_the_safety_net_takes_every_due_one_in_batches_and_skips_one_that_raises(owner, account, monkeypatch):
+    lead(account, "+919800000001")
     due = [schedule(owner, when=T0 + timedelta(seconds=n)) for n in range(5)]
     broken = due[1].pk
-    real = services.scheduled_message_dispatch
+    real = services._outbox_rows
 
-    def flaky(*, scheduled_message_id, now):
-        if scheduled_message_id == broken:
+    def flaky(scheduled, **kwargs):
+        if scheduled.pk == broken:
             raise RuntimeError("a bad row")
-        return real(scheduled_message_id=scheduled_message_id, now=now)
+        return real(scheduled, **kwargs)
 
-    monkeypatch.setattr(services, "scheduled_message_dispatch", flaky)
+    monkeypatch.setattr(services, "_outbox_rows", flaky)
 
     assert services.scheduled_messages_dispatch_due(now=T0 + timedelta(minutes=1), batch=2) == 4
 
@@ -533,3 +534,103 @@ def test_the_safety_net_takes_every_due_one_in_batches_and_skips_one_that_raises
     assert sorted(pk for pk, status in statuses.items() if status != "pending") == sorted(
         s.pk for s in due if s.pk != broken
     )
+    # Its batch-mate went in the retry one at a time: each of the four has its message.
+    assert Message.objects.filter(scheduled_message__in=[s for s in due if s.pk != broken]).count() == 4
+    assert not Message.objects.filter(scheduled_message_id=broken).exists()
+
+
+def many_due(owner, account, *, count: int, offset: int, when: datetime) -> list[ScheduledMessage]:
+    """``count`` occurrences of one recipient each, all due at ``when``, every third
+    one daily; their leads wrote two hours before (one in five has opted out)."""
+    made = []
+    for n in range(count):
+        phone = f"9197{offset + n:08d}"
+        lead(account, "+" + phone, is_opted_out=n % 5 == 4)
+        made.append(schedule(owner, when=when, recipients=[phone], recurrence="daily" if n % 3 == 0 else "none"))
+    return made
+
+
+@pytest.mark.django_db
+def test_occurrences_due_together_go_in_a_constant_number_of_queries_and_shared_delivery_batches(
+    owner, account, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued_tasks = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kwargs: queued_tasks.append((func, args)))
+
+    def run(made: list[ScheduledMessage], now: datetime) -> tuple[list[str], Counter]:
+        with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+            assert services.scheduled_messages_dispatch_due(now=now) == len(made)
+        statements = [q["sql"].lstrip().split()[0].upper() for q in captured.captured_queries]
+        # Set-based writes come in as many statements as the database's parameter limit
+        # needs (one on PostgreSQL): kept apart from the rest, which must not grow.
+        writes = Counter(s for s in statements if s in ("INSERT", "UPDATE"))
+        others = [s for n, s in enumerate(statements) if s not in writes or (n and statements[n - 1] != s)]
+        return others, writes
+
+    run(many_due(owner, account, count=3, offset=0, when=T0), T0 + timedelta(seconds=1))  # warms this process
+    sooner = T0 + timedelta(minutes=30)
+    small_others, _ = run(many_due(owner, account, count=6, offset=100, when=sooner), sooner + timedelta(seconds=1))
+    queued_tasks.clear()
+    later = T0 + timedelta(hours=1)
+    large = many_due(owner, account, count=250, offset=1000, when=later)
+    large_others, large_writes = run(large, later + timedelta(seconds=1))
+
+    assert large_others == small_others  # the same statements for 250 occurrences as for 6
+    per_update = connection.ops.bulk_batch_size(["pk", "pk", *services.CLAIM_FIELDS], large)
+    assert large_writes["UPDATE"] <= math.ceil(250 / per_update)  # the claims with their counts
+    reachable = [s for n, s in enumerate(large) if n % 5 != 4]
+    # The outbox messages, the series' next occurrences and the one-off run at their second.
+    inserts = sum(
+        math.ceil(count / connection.ops.bulk_batch_size(model._meta.concrete_fields, [model()] * count))
+        for model, count in ((Message, len(reachable)), (ScheduledMessage, len(range(0, 250, 3))))
+    )
+    assert large_writes["INSERT"] <= inserts + 1
+    messages = Message.objects.filter(scheduled_message__in=large)
+    assert messages.count() == len(reachable)
+    # Delivery is queued in full batches across occurrences, not a task per occurrence.
+    assert [func for func, _ in queued_tasks] == ["messaging.tasks.deliver_messages"] * math.ceil(
+        len(reachable) / DELIVERY_BATCH_SIZE
+    )
+    queued_ids = sorted(pk for _, (ids,) in queued_tasks for pk in ids)
+    assert queued_ids == sorted(str(pk) for pk in messages.values_list("pk", flat=True))
+    statuses = Counter(ScheduledMessage.objects.filter(pk__in=[s.pk for s in large]).values_list("status", flat=True))
+    assert statuses == {"sent": len(reachable), "failed": len(large) - len(reachable)}
+    following = ScheduledMessage.objects.filter(previous__in=large)
+    assert following.count() == len(range(0, 250, 3))
+    assert set(following.values_list("scheduled_time", flat=True)) == {later + timedelta(days=1)}
+
+
+@pytest.mark.django_db
+def test_occurrences_due_in_the_same_second_share_one_run_of_the_dispatcher(owner):
+    first = schedule(owner, when=T0, recipients=["919800000001"])
+    schedule(owner, when=T0, recipients=["919800000002"])
+    schedule(owner, when=T0 + timedelta(seconds=1), recipients=["919800000003"])
+    services.scheduled_message_status_set(scheduled_message=first, status="cancelled", now=T0 - timedelta(hours=1))
+    services.scheduled_message_status_set(scheduled_message=first, status="pending", now=T0 - timedelta(hours=1))
+
+    runs = Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC).order_by("next_run")
+    assert [(run.next_run, run.schedule_type, run.args) for run in runs] == [
+        (T0, Schedule.ONCE, "()"),
+        (T0 + timedelta(seconds=1), Schedule.ONCE, "()"),
+    ]
+
+
+@pytest.mark.django_db
+def test_the_migration_turns_waiting_per_occurrence_schedules_into_runs_per_second():
+    from django.apps import apps
+
+    migration = import_module("campaigns.migrations.0003_one_dispatch_schedule_per_due_second")
+    for pk, when in ((1, T0), (2, T0), (3, T0 + timedelta(minutes=5))):
+        Schedule.objects.create(
+            name=f"campaigns-scheduled-{pk}-{int(when.timestamp())}",
+            func=migration.OLD_FUNC,
+            args=repr((pk,)),
+            schedule_type=Schedule.ONCE,
+            next_run=when,
+        )
+
+    migration.forwards(apps, None)
+
+    assert not Schedule.objects.filter(func=migration.OLD_FUNC).exists()
+    runs = Schedule.objects.filter(func=services.DISPATCH_DUE_FUNC).order_by("next_run")
+    assert [(run.next_run, run.args) for run in runs] == [(T0, "()"), (T0 + timedelta(minutes=5), "()")]
