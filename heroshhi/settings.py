@@ -118,11 +118,12 @@ INSTALLED_APPS = [
     "django_ratelimit",
     "csp",
     "django_filters",
+    # Before django_q: its `qcluster` command is heroshhi's (the scheduler every second).
+    "heroshhi.apps.HeroshhiConfig",
     "django_q",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
-    "heroshhi.apps.HeroshhiConfig",
     "accounts",
     "leads",
     "messaging",
@@ -379,6 +380,10 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "label": "Background tasks",
 }
+# How often `manage.py qcluster` looks for due schedules (django-q2's own sentinel: every
+# 30 s): one-off schedules (a scheduled message's time, a delivery retry) start on time.
+# 0 leaves django-q2's 30 s alone.
+SCHEDULER_TICK_SECONDS = env_int("Q_SCHEDULER_TICK_SECONDS", 1, minimum=0)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -2,11 +2,15 @@
 the fake Graph API server: a message scheduled a few seconds ahead reaches WhatsApp
 within 60 seconds of its time, exactly once; one cancelled before its time never does;
 a daily one due now goes out once and leaves its next occurrence, pending, a day later
-at the same wall-clock time in the account's time zone."""
+at the same wall-clock time in the account's time zone. With the cluster already running,
+a message arrives within seconds of its time: ``manage.py qcluster`` looks for due
+schedules every second, not django-q2's 30."""
 
+import signal
 import time
 from collections import Counter
 from datetime import UTC, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -151,3 +155,43 @@ def test_a_daily_message_due_now_is_sent_once_and_its_next_occurrence_waits_a_da
     assert not Message.objects.filter(scheduled_message=following).exists()
     pending = owner_client.get(f"{URL}/pending").json()  # a bare array, as HeyDoc's
     assert [item["id"] for item in pending] == [following.pk]
+
+
+ON_TIME = 5  # seconds: the 1-second scheduler tick, the dispatch and the send
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_with_the_cluster_running_a_message_arrives_within_seconds_of_its_time_and_sigterm_stops_it(
+    owner_client, account, whatsapp_connection, fake_graph, purged_broker
+):
+    LeadFactory(account=account, phone="+919800000004", last_inbound_at=timezone.now() - timedelta(hours=1))
+
+    with cluster_log() as log:
+        cluster = workers.start_cluster(log, WHATSAPP_GRAPH_URL=fake_graph.base_url)
+        try:
+            wait_for(lambda: "running" in Path(log.name).read_text(), timeout=60, what="the cluster to start")
+            # Its time is a whole second 3 to 4 s ahead: django-q2's own 30-second tick
+            # would miss it by up to 30 s.
+            when = (timezone.now() + timedelta(seconds=4)).replace(microsecond=0)
+            created = owner_client.post(
+                URL,
+                {"message": "Your table is ready", "recipients": ["919800000004"], "scheduled_time": when.isoformat()},
+                format="json",
+            )
+            assert created.status_code == 201, created.content
+            wait_for(
+                lambda: len(fake_graph.sent_messages()) >= 1,
+                timeout=ON_TIME + 30,
+                what="the scheduled message at the fake Graph API",
+                interval=0.1,
+            )
+            arrived = timezone.now()
+            # SIGTERM, as a deployment's restart sends: the cluster and its scheduler thread stop.
+            cluster.send_signal(signal.SIGTERM)
+            assert cluster.wait(timeout=30) == 0
+        finally:
+            kill_cluster(cluster)
+
+    assert when <= arrived <= when + timedelta(seconds=ON_TIME), (arrived - when).total_seconds()
+    assert [body["text"]["body"] for body in fake_graph.sent_messages()] == ["Your table is ready"]
