@@ -187,12 +187,27 @@ class Message(models.Model):
                 fields=["claim_token"], name="messaging_msg_claim_token", condition=Q(claim_token__isnull=False)
             ),
         ]
+        # Partial: a message gets an entry only in the index of what it has (most have no
+        # wamid when queued, and one origin at most), so each insert maintains fewer
+        # indexes: a 100,000-lead broadcast's snapshot writes 3 index entries fewer per row.
         constraints = [
-            models.UniqueConstraint(fields=["wamid"], name="messaging_msg_wamid_unique"),
+            models.UniqueConstraint(
+                fields=["wamid"], name="messaging_msg_wamid_unique", condition=Q(wamid__isnull=False)
+            ),
             # The outbox rows: one per broadcast and lead, enrollment step, scheduled occurrence and lead.
-            models.UniqueConstraint(fields=["broadcast", "lead"], name="messaging_msg_broadcast_lead"),
-            models.UniqueConstraint(fields=["enrollment", "drip_step"], name="messaging_msg_enrollment_step"),
-            models.UniqueConstraint(fields=["scheduled_message", "lead"], name="messaging_msg_scheduled_lead"),
+            models.UniqueConstraint(
+                fields=["broadcast", "lead"], name="messaging_msg_broadcast_lead", condition=Q(broadcast__isnull=False)
+            ),
+            models.UniqueConstraint(
+                fields=["enrollment", "drip_step"],
+                name="messaging_msg_enrollment_step",
+                condition=Q(enrollment__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["scheduled_message", "lead"],
+                name="messaging_msg_scheduled_lead",
+                condition=Q(scheduled_message__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

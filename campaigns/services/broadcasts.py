@@ -19,6 +19,7 @@ at the snapshot and again by ``message_deliver`` right before each send.
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -392,13 +393,21 @@ def _copy_escape(text: str) -> str:
     return text
 
 
+def _uuid4_text() -> str:
+    """A random (version 4) UUID in its text form: what ``str(uuid.uuid4())`` gives, in
+    a quarter of the time (the snapshot makes one per lead)."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 class _OutboxWriter:
     """Inserts outbox messages as raw rows, one statement per chunk: COPY on PostgreSQL,
     one executemany elsewhere. Every column's value is prepared once for the broadcast,
     by the model field itself (a field added to Message later gets its default); per
-    lead only the id, the lead, the body and the template parameters differ. Django's
-    bulk_create spent ~0.5 ms a row preparing 30 values per message: minutes for
-    100,000 leads."""
+    lead only the id, the lead, the body and the template parameters differ, filled
+    into a row made once. Django's bulk_create spent ~0.5 ms a row preparing 30 values
+    per message: minutes for 100,000 leads."""
 
     VARYING = ("id", "lead_id", "body", "template_params")
 
@@ -411,24 +420,41 @@ class _OutboxWriter:
         self.constants = [f.get_db_prep_save(getattr(prototype, f.attname), connection) for f in fields]
         self.slots = {f.attname: (i, f) for i, f in enumerate(fields) if f.attname in self.VARYING}
         if self.copy:
-            self.constants = [_copy_text(value) for value in self.constants]
+            # One COPY line with a {} where each varying value goes, in column order.
+            varying = {index for index, _ in self.slots.values()}
+            self.line = (
+                "\t".join(
+                    "{}" if i in varying else _copy_text(value).replace("{", "{{").replace("}", "}}")
+                    for i, value in enumerate(self.constants)
+                )
+                + "\n"
+            )
+            self.order = sorted(self.slots, key=lambda attname: self.slots[attname][0])
+            params_index = self.slots["template_params"][0]
+            self.no_params = _copy_text(self.constants[params_index])
         self.rows: list = []
 
-    def add(self, *, lead_id: uuid.UUID, body: str, template_params: list | None = None) -> uuid.UUID:
-        message_id = uuid.uuid4()
+    def add(self, *, lead_id: uuid.UUID, body: str, template_params: list | None = None) -> str:
+        message_id = _uuid4_text()
+        if self.copy:
+            values = {
+                "id": message_id,
+                "lead_id": str(lead_id),
+                "body": _copy_escape(body),
+                "template_params": self.no_params
+                if template_params is None
+                else _copy_escape(json.dumps(template_params)),
+            }
+            self.rows.append(self.line.format(*(values[attname] for attname in self.order)))
+            return message_id
         row = list(self.constants)
-        values = {"id": message_id, "lead_id": lead_id, "body": body}
+        values = {"id": uuid.UUID(message_id), "lead_id": lead_id, "body": body}
         if template_params is not None:
             values["template_params"] = template_params
         for attname, value in values.items():
             index, model_field = self.slots[attname]
-            if not self.copy:
-                row[index] = model_field.get_db_prep_save(value, connection)
-            elif attname == "template_params":
-                row[index] = _copy_escape(json.dumps(value))
-            else:
-                row[index] = _copy_escape(str(value))
-        self.rows.append("\t".join(row) + "\n" if self.copy else row)
+            row[index] = model_field.get_db_prep_save(value, connection)
+        self.rows.append(row)
         return message_id
 
     def flush(self) -> None:
