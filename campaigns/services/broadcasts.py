@@ -24,11 +24,13 @@ import re
 import time
 import uuid
 import zoneinfo
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import CharField, Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.models import User
@@ -61,7 +63,9 @@ logger = logging.getLogger(__name__)
 START_TASK = "campaigns.tasks.broadcasts.start"
 SEND_BATCH_TASK = "campaigns.tasks.broadcasts.send_batch"
 # Leads per snapshot chunk: one SELECT and one INSERT (COPY) each.
-SNAPSHOT_CHUNK = 2000
+SNAPSHOT_CHUNK = 5000
+# Rows handed to an open COPY at a time while the rest of the chunk is rendered.
+STREAM_ROWS = 250
 # WhatsApp's limit for a text message body; longer renderings are skipped as invalid.
 MAX_TEXT = 4096
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
@@ -308,7 +312,7 @@ class _LeadRow:
     """What the snapshot reads of a lead: the fields variables render, opt-out and the
     window. Plain tuples from the database, not model instances (a tenth of the cost)."""
 
-    pk: uuid.UUID
+    pk: str  # the id as text
     name: str
     phone: str
     email: str
@@ -339,13 +343,15 @@ def _lead_chunks(*, user: User, audience: dict, size: int, related: list[str]):
     """The audience's leads as _LeadRow, ``size`` at a time, one query per chunk:
     explicit ids in slices, a filter page by page on the primary key (keyset, so no
     page is re-read and none is skipped)."""
-    columns = list(_LEAD_COLUMNS)
+    # The id as text: it only goes back into the COPY, and the driver's UUID objects
+    # cost a second per 100,000 leads to make and print again.
+    columns = ["id_text", *_LEAD_COLUMNS[1:]]
     if "assigned_to" in related:
         columns += ["assigned_to__name", "assigned_to__email"]
 
     def rows(queryset) -> list[_LeadRow]:
         found = []
-        for values in queryset.values_list(*columns):
+        for values in queryset.annotate(id_text=Cast("pk", output_field=CharField())).values_list(*columns):
             lead = _LeadRow(*values[: len(_LEAD_COLUMNS)])
             if len(values) > len(_LEAD_COLUMNS) and (values[-2] or values[-1]):
                 lead.assigned_to = _Assignee(values[-2] or "", values[-1] or "")
@@ -434,6 +440,26 @@ class _OutboxWriter:
             self.no_params = _copy_text(self.constants[params_index])
         self.rows: list = []
 
+    @contextmanager
+    def chunk(self):
+        """One statement for the rows added inside: on PostgreSQL a COPY open while they
+        are rendered, fed every STREAM_ROWS rows, so the server inserts the first rows
+        while Python renders the next; elsewhere one executemany at the end."""
+        if not self.copy:
+            yield
+            self._insert_many()
+            return
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {self.table} ({self.columns}) FROM STDIN") as copy,
+        ):
+            self._copy = copy
+            try:
+                yield
+                self._feed()
+            finally:
+                self._copy = None
+
     def add(self, *, lead_id: uuid.UUID, body: str, template_params: list | None = None) -> str:
         message_id = _uuid4_text()
         if self.copy:
@@ -446,6 +472,8 @@ class _OutboxWriter:
                 else _copy_escape(json.dumps(template_params)),
             }
             self.rows.append(self.line.format(*(values[attname] for attname in self.order)))
+            if len(self.rows) >= STREAM_ROWS:
+                self._feed()
             return message_id
         row = list(self.constants)
         values = {"id": uuid.UUID(message_id), "lead_id": lead_id, "body": body}
@@ -457,18 +485,18 @@ class _OutboxWriter:
         self.rows.append(row)
         return message_id
 
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        with connection.cursor() as cursor:
-            if self.copy:
-                with cursor.cursor.copy(f"COPY {self.table} ({self.columns}) FROM STDIN") as copy:
-                    copy.write("".join(self.rows))
-            else:
-                placeholders = ", ".join(["%s"] * len(self.constants))
-                insert = f"INSERT INTO {self.table} ({self.columns}) VALUES ({placeholders})"  # noqa: S608 (names quoted, values bound)
+    def _feed(self) -> None:
+        if self.rows:
+            self._copy.write("".join(self.rows))
+            self.rows = []
+
+    def _insert_many(self) -> None:
+        if self.rows:
+            placeholders = ", ".join(["%s"] * len(self.constants))
+            insert = f"INSERT INTO {self.table} ({self.columns}) VALUES ({placeholders})"  # noqa: S608 (names quoted, values bound)
+            with connection.cursor() as cursor:
                 cursor.executemany(insert, self.rows)
-        self.rows = []
+            self.rows = []
 
 
 def _snapshot(*, broadcast: Broadcast, template: Template | None, now: datetime) -> Snapshot:
@@ -498,11 +526,11 @@ def _snapshot(*, broadcast: Broadcast, template: Template | None, now: datetime)
     writer = _OutboxWriter(common)
     result = Snapshot()
     for leads in _lead_chunks(user=user, audience=broadcast.audience, size=snapshot_chunk_size(), related=related):
-        for lead in leads:
-            values = _message_values(lead, broadcast=broadcast, template=template, now=now, result=result)
-            if values is not None:
-                result.message_ids.append(writer.add(lead_id=lead.pk, **values))
-        writer.flush()
+        with writer.chunk():
+            for lead in leads:
+                values = _message_values(lead, broadcast=broadcast, template=template, now=now, result=result)
+                if values is not None:
+                    result.message_ids.append(writer.add(lead_id=lead.pk, **values))
     return result
 
 
