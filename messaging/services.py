@@ -99,6 +99,12 @@ def window_open(lead: Lead, *, now: datetime | None = None) -> bool:
     return bool(lead.last_inbound_at and (now or timezone.now()) - lead.last_inbound_at < WINDOW)
 
 
+def window_open_q(*, now: datetime) -> Q:
+    """window_open as a filter on leads, for reading many at once (a broadcast's
+    snapshot): the same rule, answered by the database."""
+    return Q(last_inbound_at__gt=now - WINDOW)
+
+
 def _template_named(account: Account, ref: TemplateRef) -> Template | None:
     templates = Template.objects.filter(account=account, name=ref.name)
     if ref.language:

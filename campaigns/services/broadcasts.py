@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import CharField, Q
+from django.db.models import BooleanField, CharField, ExpressionWrapper, Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -55,7 +55,7 @@ from messaging.services import (
     claim_timeout,
     queue_delivery_batch,
     template_for_send,
-    window_open,
+    window_open_q,
 )
 
 logger = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ class _LeadRow:
     segment: str
     inquiry: str
     is_opted_out: bool
-    last_inbound_at: datetime | None
+    window_open: bool  # messaging's 24-hour window, answered by the database
     assigned_to: _Assignee | None = None
 
 
@@ -335,11 +335,11 @@ _LEAD_COLUMNS = [
     "segment",
     "inquiry",
     "is_opted_out",
-    "last_inbound_at",
+    "window_open",
 ]
 
 
-def _lead_chunks(*, user: User, audience: dict, size: int, related: list[str]):
+def _lead_chunks(*, user: User, audience: dict, size: int, related: list[str], now: datetime):
     """The audience's leads as _LeadRow, ``size`` at a time, one query per chunk:
     explicit ids in slices, a filter page by page on the primary key (keyset, so no
     page is re-read and none is skipped)."""
@@ -351,7 +351,11 @@ def _lead_chunks(*, user: User, audience: dict, size: int, related: list[str]):
 
     def rows(queryset) -> list[_LeadRow]:
         found = []
-        for values in queryset.annotate(id_text=Cast("pk", output_field=CharField())).values_list(*columns):
+        annotated = queryset.annotate(
+            id_text=Cast("pk", output_field=CharField()),
+            window_open=ExpressionWrapper(window_open_q(now=now), output_field=BooleanField()),
+        )
+        for values in annotated.values_list(*columns):
             lead = _LeadRow(*values[: len(_LEAD_COLUMNS)])
             if len(values) > len(_LEAD_COLUMNS) and (values[-2] or values[-1]):
                 lead.assigned_to = _Assignee(values[-2] or "", values[-1] or "")
@@ -525,7 +529,8 @@ def _snapshot(*, broadcast: Broadcast, template: Template | None, now: datetime)
         common.update(type=Message.Type.TEMPLATE, template_name=template.name, template_language=template.language)
     writer = _OutboxWriter(common)
     result = Snapshot()
-    for leads in _lead_chunks(user=user, audience=broadcast.audience, size=snapshot_chunk_size(), related=related):
+    chunks = _lead_chunks(user=user, audience=broadcast.audience, size=snapshot_chunk_size(), related=related, now=now)
+    for leads in chunks:
         with writer.chunk():
             for lead in leads:
                 values = _message_values(lead, broadcast=broadcast, template=template, now=now, result=result)
@@ -542,7 +547,7 @@ def _message_values(
         result.opted_out += 1
         return None
     if template is None:
-        if not window_open(lead, now=now):
+        if not lead.window_open:
             result.window_closed += 1
             return None
         body = render_variables(broadcast.text, lead=lead).strip()

@@ -31,7 +31,7 @@ from leads.models import Engagement, Lead
 from leads.tests.factories import LeadFactory, MessageFactory
 from messaging import tasks, webhooks
 from messaging.models import Message, Template, WebhookEvent, WhatsAppConnection
-from messaging.services import verify_token_digest, window_open
+from messaging.services import verify_token_digest, window_open, window_open_q
 
 pytestmark = pytest.mark.django_db
 
@@ -420,6 +420,30 @@ def test_an_old_message_delivered_late_does_not_open_the_window(meta, connection
 
     lead.refresh_from_db()
     assert window_open(lead) is False
+
+
+def test_the_window_as_a_filter_agrees_with_window_open_at_its_edges(connection):
+    """window_open_q answers in the database what window_open answers per lead (the
+    broadcast snapshot reads it for 100,000 leads at once)."""
+    now = timezone.now().replace(microsecond=0)
+    leads = [
+        LeadFactory(account=connection.account, phone=f"+9198765432{n:02d}", last_inbound_at=at)
+        for n, at in enumerate(
+            [
+                None,
+                now - timedelta(hours=24),  # exactly 24 hours: closed
+                now - timedelta(hours=24) + timedelta(seconds=1),
+                now - timedelta(hours=23),
+                now - timedelta(hours=25),
+                now,
+            ]
+        )
+    ]
+
+    in_sql = set(Lead.objects.filter(window_open_q(now=now)).values_list("pk", flat=True))
+
+    assert in_sql == {lead.pk for lead in leads if window_open(lead, now=now)}
+    assert len(in_sql) == 3
 
 
 def test_the_same_delivery_twice_changes_nothing_the_second_time(meta, connection):
