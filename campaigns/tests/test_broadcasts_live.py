@@ -180,15 +180,17 @@ def test_a_broadcast_of_2000_survives_a_killed_cluster_and_keeps_to_the_cap(
     assert detail["totals"] == {"queued": 0, "sent": CRASH_LEADS, "delivered": 0, "read": 0, "failed": 0}
 
     # The cap counts wall-clock seconds, shared by every worker process
-    # (messaging.throughput): no second at the server holds more than the cap.
+    # (messaging.throughput): a second's slots never exceed the cap (exactly, in
+    # messaging/tests/test_throughput.py). Arrival at the server lags the slot by the
+    # request's own latency, which may carry the last window's requests of a second
+    # into the next (seen under a loaded CI: 106 at a cap of 100): one share at most.
+    share = math.ceil(CRASH_CAP / WINDOWS_PER_SECOND)
     per_second, sliding = busiest_seconds(arrivals)
     assert len(arrivals) == CRASH_LEADS
-    assert per_second <= CRASH_CAP, f"{per_second} sends in one second, over the cap of {CRASH_CAP}"
+    assert per_second <= CRASH_CAP + share, f"{per_second} sends in one second, over the cap of {CRASH_CAP} + {share}"
     # The cap is spread over tenth-of-a-second windows, so a sliding 1-second interval
-    # overlaps at most eleven of them: the cap plus one window's share. Arrival at the
-    # server lags the slot by the request's own latency, which may carry a window's
-    # requests into the next: one more share at most.
-    burst = 2 * math.ceil(CRASH_CAP / WINDOWS_PER_SECOND)
+    # overlaps at most eleven of them: the cap plus one window's share, and the lag's one more.
+    burst = 2 * share
     assert sliding <= CRASH_CAP + burst, f"{sliding} sends within 1 s, over the cap of {CRASH_CAP} + {burst}"
     print(f"busiest wall-clock second: {per_second}; busiest sliding 1-second window: {sliding} (cap {CRASH_CAP})")
 
@@ -229,7 +231,8 @@ def test_two_clusters_on_one_broadcast_send_each_lead_exactly_once(
     assert detail["status"] == "completed"
     assert detail["totals"] == {"queued": 0, "sent": TWO_LEADS, "delivered": 0, "read": 0, "failed": 0}
     per_second, sliding = busiest_seconds(arrivals)
-    assert per_second <= TWO_CAP, f"{per_second} sends in one second, over the cap of {TWO_CAP}"
+    share = math.ceil(TWO_CAP / WINDOWS_PER_SECOND)  # the arrival lag, as in the crash test
+    assert per_second <= TWO_CAP + share, f"{per_second} sends in one second, over the cap of {TWO_CAP} + {share}"
     print(f"batches run per cluster: {ran}; busiest second: {per_second}; sliding window: {sliding}")
 
 
