@@ -137,30 +137,36 @@ class _RegionRules:
             metadata.voicemail,
         ]
         self.types = [rule for rule in map(_desc_rule, descs) if rule is not None]
-        self._by_length: dict[int, tuple] = {}
+        self._by_length: dict[int, object] = {}
 
     def is_valid(self, nsn: str) -> bool:
         """phonenumbers' is_valid_number for a national significant number of this
         region (no leading zero)."""
+        matcher = self._by_length.get(len(nsn))
+        if matcher is None:
+            matcher = self._by_length[len(nsn)] = self._matcher(len(nsn))
+        return matcher is not False and matcher(nsn) is not None
+
+    def _matcher(self, length: int):
+        """One fullmatch for the numbers of this length: the general description (a
+        lookahead over the whole number) and any of the types' descriptions that allow
+        the length, as alternatives; False when none can match. A fullmatch tries every
+        alternative, so it answers as matching each pattern in turn would."""
         if self.general is None:
             return False
-        length = len(nsn)
-        lengths, fullmatch = self.general
-        if (lengths and length not in lengths) or fullmatch(nsn) is None:
+        lengths, general = self.general
+        types = [pattern for lengths_, pattern in self.types if not lengths_ or length in lengths_]
+        if (lengths and length not in lengths) or not types:
             return False
-        matchers = self._by_length.get(length)
-        if matchers is None:
-            matchers = tuple(match for lengths, match in self.types if not lengths or length in lengths)
-            self._by_length[length] = matchers
-        return any(match(nsn) is not None for match in matchers)
+        return re.compile(f"(?=(?:{general})\\Z)(?:{'|'.join(f'(?:{pattern})' for pattern in types)})").fullmatch
 
 
-def _desc_rule(desc) -> tuple[frozenset, object] | None:
-    """(possible lengths, fullmatch) of a PhoneNumberDesc, None for one that never
+def _desc_rule(desc) -> tuple[frozenset, str] | None:
+    """(possible lengths, pattern) of a PhoneNumberDesc, None for one that never
     matches (phonenumbers' _is_number_matching_desc)."""
     if desc is None or not desc.national_number_pattern:
         return None
-    return frozenset(desc.possible_length or ()), re.compile(desc.national_number_pattern).fullmatch
+    return frozenset(desc.possible_length or ()), desc.national_number_pattern
 
 
 @cache
