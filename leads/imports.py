@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from heroshhi.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
+from heroshhi.pgcopy import copy_escape, copy_lines, copy_text
 from heroshhi.text import clean_text
 from leads.models import Lead, LeadImportJob, Tag
 from leads.phones import InvalidPhone, display_phone, to_e164
@@ -58,6 +59,7 @@ MAX_REPORTED_ERRORS = 1000
 INQUIRY_MAX_LENGTH = 5000
 NOTES_MAX_LENGTH = 10000
 _PHONE_CACHE_LIMIT = 200_000
+_COPY_BLOCK_ROWS = 1000
 _SAMPLE_BYTES = 64 * 1024
 _BOM = codecs.BOM_UTF8
 
@@ -292,6 +294,13 @@ class ParsedChunk:
     rows: int = 0
     good_rows: int = 0
     errors: list[tuple[int, str, str]] = field(default_factory=list)
+    # Set by LeadWriter.prepare, in the parsing thread: the time its leads are written
+    # with, its phones in order, and on PostgreSQL each lead's id and COPY line should
+    # it be new.
+    written_at: datetime | None = None
+    phones: list[str] = field(default_factory=list)
+    new_ids: dict[str, str] = field(default_factory=dict)
+    new_lines: dict[str, str] = field(default_factory=dict)
 
 
 class RowParser:
@@ -436,9 +445,17 @@ class RowParser:
 _DONE = object()
 
 
-def _parsed_chunks(source: CsvSource, parser: RowParser, *, skip: int, chunk_rows: int) -> Iterator[ParsedChunk]:
-    """Parsed chunks, produced by a thread one chunk ahead of the consumer: phone
-    parsing (CPU) overlaps the database's work on the previous chunk."""
+def _parsed_chunks(
+    source: CsvSource,
+    parser: RowParser,
+    *,
+    skip: int,
+    chunk_rows: int,
+    prepare: Callable[[ParsedChunk], None],
+) -> Iterator[ParsedChunk]:
+    """Parsed and prepared chunks, produced by a thread one chunk ahead of the
+    consumer: parsing and rendering (CPU) overlap the database's work on the previous
+    chunk."""
     handoff: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -460,7 +477,9 @@ def _parsed_chunks(source: CsvSource, parser: RowParser, *, skip: int, chunk_row
                 size = min(chunk_rows, size * 2)
                 if not batch:
                     break
-                put(parser.parse(batch))
+                chunk = parser.parse(batch)
+                prepare(chunk)
+                put(chunk)
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
@@ -504,13 +523,15 @@ class LeadWriter:
     stops the COPY and they join the rest. The rest (leads that exist) is staged by
     one COPY and merged by one ``INSERT … ON CONFLICT (account_id, phone) DO UPDATE``.
     SQLite: every lead through the staging table and the upsert. Then one statement
-    for new tags and one (from a staged COPY) for the tag links."""
+    for new tags, and for the tag links one COPY (the new leads') and one statement
+    from a staged COPY (the others')."""
 
     STAGE = "heroshhi_lead_import_stage"
     STAGE_TAGS = "heroshhi_lead_import_stage_tags"
 
     def __init__(self, account: Account):
         self.account = account
+        self.account_pk = Lead._meta.get_field("account").target_field.get_db_prep_value(account.pk, connection)
         self.postgres = connection.vendor == "postgresql"
         self.tag_ids: dict[str, Any] | None = None
         qn = connection.ops.quote_name
@@ -519,6 +540,7 @@ class LeadWriter:
         through = Lead.tags.through._meta
         self.lead_table, self.tag_table = lead_table, tag_table
         self.lead_table_name = Lead._meta.db_table
+        self.link_table = through.db_table
         uuid_type = Lead._meta.pk.db_type(connection)
         user_pk_type = User._meta.pk.db_type(connection)
         tag_pk_type = Tag._meta.pk.rel_db_type(connection)
@@ -539,11 +561,22 @@ class LeadWriter:
         )
 
         # INSERT … SELECT of the staged leads, with '' (or NULL) for the cells the file
-        # left empty; on conflict those keep the lead's value. Status can't be empty,
-        # so an empty cell takes the existing lead's status (an index lookup, run only
-        # for empty cells) or, for a new lead, pending. Lookups, not a join: a join's
-        # plan may hash every lead of the account for every chunk.
-        existing = f"(SELECT l.status FROM {lead_table} l WHERE l.account_id = %s AND l.phone = s.phone)"  # noqa: S608
+        # left empty; on conflict those keep the lead's value. A lead's status is never
+        # empty: on PostgreSQL an empty cell is staged as '' like the others, and the few
+        # leads the upsert inserts rather than updates (after a lost race) are set to
+        # pending by a statement of their own. SQLite looks the status up for empty
+        # cells instead. Not on PostgreSQL: with statistics that predate the account the
+        # planner took any (account_id, …) index for that lookup and read all of the
+        # account's leads for each row, 35 s for 100,000 rows.
+        if self.postgres:
+            status = "COALESCE(s.status, '')"
+            self.set_pending = (
+                f"UPDATE {lead_table} SET status = %s "  # noqa: S608
+                "WHERE account_id = %s AND id = ANY(%s::uuid[]) AND status = ''"
+            )
+        else:
+            existing = f"(SELECT l.status FROM {lead_table} l WHERE l.account_id = %s AND l.phone = s.phone)"  # noqa: S608
+            status = f"COALESCE(s.status, {existing}, %s)"
         merged = {
             "name": "s.name",
             "email": "COALESCE(s.email, '')",
@@ -551,11 +584,13 @@ class LeadWriter:
             "inquiry": "COALESCE(s.inquiry, '')",
             "notes": "COALESCE(s.notes, '')",
             "segment": "COALESCE(s.segment, '')",
-            "status": f"COALESCE(s.status, {existing}, %s)",
+            "status": status,
             "assigned_to_id": "s.assigned_to_id",
         }
         set_clauses = {
-            "status": "EXCLUDED.status",
+            "status": (
+                f"COALESCE(NULLIF(EXCLUDED.status, ''), {lead_table}.status)" if self.postgres else "EXCLUDED.status"
+            ),
             "assigned_to_id": f"COALESCE(EXCLUDED.assigned_to_id, {lead_table}.assigned_to_id)",
         }
         for name in ("name", "email", "source", "inquiry", "notes", "segment"):
@@ -622,19 +657,57 @@ class LeadWriter:
             )
 
     def _fill(self, cursor, table: str, columns: list[str], rows: list[tuple]) -> None:
-        """One COPY (PostgreSQL) or one executemany (SQLite) into a table (a staging
-        one, or on PostgreSQL the lead table for new leads)."""
+        """One COPY (PostgreSQL) or one executemany (SQLite) of prepared rows into a
+        table (a staging one, or the link table)."""
         if not rows:
             return
         if self.postgres:
-            with cursor.copy(f"COPY {self.qn(table)} ({', '.join(map(self.qn, columns))}) FROM STDIN") as copy:
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
+            blocks = (
+                copy_lines(rows[start : start + _COPY_BLOCK_ROWS]) for start in range(0, len(rows), _COPY_BLOCK_ROWS)
+            )
+            self._copy(cursor, table, columns, blocks)
         else:
             cursor.executemany(
                 f"INSERT INTO {self.qn(table)} VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
                 rows,
+            )
+
+    def _copy(self, cursor, table: str, columns: list[str], blocks: Iterable[str]) -> None:
+        """One COPY of text lines, sent block by block: the server inserts the first
+        rows while Python renders the next."""
+        with cursor.copy(f"COPY {self.qn(table)} ({', '.join(map(self.qn, columns))}) FROM STDIN") as copy:
+            for block in blocks:
+                copy.write(block)
+
+    def prepare(self, chunk: ParsedChunk) -> None:
+        """The chunk's work that needs no database, done by the parsing thread ahead of
+        the writes (see ParsedChunk). On PostgreSQL each lead's COPY line as a new lead
+        is rendered here from a line made once, with the values every lead shares."""
+        chunk.written_at = timezone.now()
+        chunk.phones = sorted(chunk.leads)  # index locality
+        if not self.postgres:
+            return
+        chunk.new_ids = dict(zip(chunk.phones, _new_ids(len(chunk.phones)), strict=True))
+        constants = [
+            copy_text(value).replace("{", "{{").replace("}", "}}")
+            for value in (self.account_pk, chunk.written_at, chunk.written_at, *self.defaults.values())
+        ]
+        # id, account, then phone … notes (STAGED_FIELDS' order), then the rest.
+        fill = ("\t".join(["{}", constants[0], *["{}"] * (1 + len(STAGED_FIELDS)), *constants[1:]]) + "\n").format
+        escape, pending, leads, lines = copy_escape, str(Lead.Status.PENDING.value), chunk.leads, chunk.new_lines
+        for phone, lead_id in chunk.new_ids.items():
+            name, email, source, inquiry, segment, status, assignee, notes, _tags = leads[phone]
+            lines[phone] = fill(
+                lead_id,
+                phone,
+                escape(name),
+                escape(email) if email else "",
+                escape(source) if source else "",
+                escape(inquiry) if inquiry else "",
+                segment or "",
+                status or pending,
+                assignee or "\\N",
+                escape(notes) if notes else "",
             )
 
     def _tag_map(self, cursor) -> dict[str, Any]:
@@ -645,59 +718,41 @@ class LeadWriter:
             found.setdefault(name.lower(), tag_id)
         return found
 
-    @property
-    def account_pk(self):
-        return Lead._meta.get_field("account").target_field.get_db_prep_value(self.account.pk, connection)
-
     def write(self, chunk: ParsedChunk) -> int:
         """Upserts the chunk's leads and links their tags; answers how many leads it created."""
         if not chunk.leads:
             return 0
-        now_db = Lead._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+        if chunk.written_at is None:
+            self.prepare(chunk)
+        now_db = Lead._meta.get_field("updated_at").get_db_prep_save(chunk.written_at, connection)
         with connection.cursor() as cursor:
             if self.postgres:
-                created, lead_ids = self._write_leads_postgres(cursor, chunk.leads, now_db)
+                created, lead_ids, copied = self._write_leads_postgres(cursor, chunk, now_db)
             else:
                 created, _ = self._upsert_staged(cursor, chunk.leads, now_db)
-                lead_ids = None
-            self._write_tags(cursor, chunk.leads, lead_ids, now_db)
+                lead_ids, copied = None, ()
+            self._write_tags(cursor, chunk.leads, lead_ids, copied, now_db)
         return created
 
-    def _write_leads_postgres(self, cursor, leads: dict[str, list], now_db) -> tuple[int, dict[str, Any]]:
-        """(leads created, phone → lead id) for a chunk's leads, on PostgreSQL."""
-        account_pk = self.account_pk
-        cursor.execute(self.find_existing, [account_pk, list(leads)])
+    def _write_leads_postgres(self, cursor, chunk: ParsedChunk, now_db) -> tuple[int, dict[str, Any], list[str]]:
+        """(leads created, phone → lead id, phones of the leads the COPY created) for a
+        chunk's leads, on PostgreSQL."""
+        leads, account_pk = chunk.leads, self.account_pk
+        cursor.execute(self.find_existing, [account_pk, _phone_array(chunk.phones)])
         lead_ids: dict[str, Any] = dict(cursor.fetchall())
         existing = set(lead_ids)
         created = 0
-        new_phones = sorted(phone for phone in leads if phone not in existing)  # sorted: index locality
+        copied: list[str] = []
+        new_phones = [phone for phone in chunk.phones if phone not in existing]
         if new_phones:
-            pending = str(Lead.Status.PENDING.value)
-            defaults = tuple(self.defaults.values())
-            new_rows = []
-            for lead_id, phone in zip(_new_ids(len(new_phones)), new_phones, strict=True):
-                name, email, source, inquiry, segment, status, assignee, notes, _tags = leads[phone]
-                new_rows.append(
-                    (
-                        lead_id,
-                        account_pk,
-                        phone,
-                        name,
-                        email or "",
-                        source or "",
-                        inquiry or "",
-                        segment or "",
-                        status or pending,
-                        assignee,
-                        notes or "",
-                        now_db,
-                        now_db,
-                        *defaults,
-                    )
-                )
+            lines = chunk.new_lines
+            blocks = (
+                "".join([lines[phone] for phone in new_phones[start : start + _COPY_BLOCK_ROWS]])
+                for start in range(0, len(new_phones), _COPY_BLOCK_ROWS)
+            )
             try:
                 with transaction.atomic(savepoint=True):
-                    self._fill(cursor, self.lead_table_name, self.new_lead_columns, new_rows)
+                    self._copy(cursor, self.lead_table_name, self.new_lead_columns, blocks)
             except Exception as exc:
                 if not _is_unique_violation(exc):
                     raise
@@ -705,9 +760,9 @@ class LeadWriter:
                 # go through the upsert, which updates that one.
                 existing.update(new_phones)
             else:
-                created = len(new_rows)
-                lead_ids.update((row[2], row[0]) for row in new_rows)
-            del new_rows
+                created = len(new_phones)
+                lead_ids.update((phone, chunk.new_ids[phone]) for phone in new_phones)
+                copied = new_phones
         if existing:
             inserted, returned = self._upsert_staged(cursor, {p: leads[p] for p in existing}, now_db)
             created += inserted
@@ -716,9 +771,9 @@ class LeadWriter:
             lead_ids.update((phone, lead_id) for lead_id, phone, _ in returned)
             missing = [phone for phone in existing if phone not in lead_ids]
             if missing:  # only after a lost race: leads added by another writer, left unchanged
-                cursor.execute(self.find_existing, [account_pk, missing])
+                cursor.execute(self.find_existing, [account_pk, _phone_array(missing)])
                 lead_ids.update(cursor.fetchall())
-        return created, lead_ids
+        return created, lead_ids, copied
 
     def _upsert_staged(self, cursor, leads: dict[str, list], now_db) -> tuple[int, list[tuple]]:
         """Stages the leads (one COPY or executemany) and upserts them (one statement);
@@ -733,12 +788,16 @@ class LeadWriter:
         cursor.execute(self.create_stage)
         self._fill(cursor, self.STAGE, self.stage_columns, lead_rows)
         del lead_rows
-        params = [account_pk, account_pk, Lead.Status.PENDING, now_db, now_db, *self.defaults.values()]
+        status_params = [] if self.postgres else [account_pk, Lead.Status.PENDING]
+        params = [account_pk, *status_params, now_db, now_db, *self.defaults.values()]
         returned: list[tuple] = []
         if self.postgres:
             cursor.execute(self.upsert, params)
             returned = cursor.fetchall()
-            created = sum(1 for *_, inserted in returned if inserted)
+            inserted = [lead_id for lead_id, _, is_new in returned if is_new]
+            if inserted:  # new leads whose status cell was empty: pending
+                cursor.execute(self.set_pending, [Lead.Status.PENDING, account_pk, inserted])
+            created = len(inserted)
         else:
             cursor.execute(self.count_existing, [account_pk])
             created = len(leads) - cursor.fetchone()[0]
@@ -746,9 +805,13 @@ class LeadWriter:
         cursor.execute(f"DROP TABLE {self.qn(self.STAGE)}")
         return created, returned
 
-    def _write_tags(self, cursor, leads: dict[str, list], lead_ids: dict[str, Any] | None, now_db) -> None:
+    def _write_tags(
+        self, cursor, leads: dict[str, list], lead_ids: dict[str, Any] | None, copied: Iterable[str], now_db
+    ) -> None:
         """Creates the chunk's new tags (one statement) and links the leads to their
-        tags (one COPY into a staging table, one INSERT … SELECT)."""
+        tags: the leads this chunk's COPY created by one COPY straight into the link
+        table (nothing can be linked to them yet), the others by one COPY into a
+        staging table and one INSERT … SELECT … ON CONFLICT DO NOTHING."""
         tag_names: dict[str, str] = {}
         for staged in leads.values():
             if staged[_TAGS]:
@@ -767,15 +830,24 @@ class LeadWriter:
             )
             self.tag_ids = self._tag_map(cursor)
         tag_ids = self.tag_ids
-        links = [
-            (phone if lead_ids is None else lead_ids[phone], tag_ids[key])
-            for phone, staged in leads.items()
-            for key in staged[_TAGS]
-        ]
-        cursor.execute(self.create_stage_tags)
-        self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
-        cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
-        cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
+        copied = set(copied)
+        new_links, links = [], []
+        for phone, staged in leads.items():
+            if staged[_TAGS]:
+                lead = phone if lead_ids is None else lead_ids[phone]
+                (new_links if phone in copied else links).extend((lead, tag_ids[key]) for key in staged[_TAGS])
+        self._fill(cursor, self.link_table, ["lead_id", "tag_id"], new_links)
+        if links:
+            cursor.execute(self.create_stage_tags)
+            self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
+            cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
+            cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
+
+
+def _phone_array(phones: Iterable[str]) -> str:
+    """PostgreSQL's text of a text[] of E.164 phones: only "+" and digits, so no element
+    needs quoting. One string, not a list psycopg adapts element by element."""
+    return "{" + ",".join(phones) + "}"
 
 
 def _is_unique_violation(exc: BaseException) -> bool:
@@ -812,7 +884,7 @@ def _run(
     in the same transaction; otherwise the caller's transaction holds everything."""
     parser = RowParser(columns=source.columns, region=account.default_country, users=_assignees(account))
     writer = LeadWriter(account)
-    chunks = _parsed_chunks(source, parser, skip=skip, chunk_rows=chunk_rows or CHUNK_ROWS)
+    chunks = _parsed_chunks(source, parser, skip=skip, chunk_rows=chunk_rows or CHUNK_ROWS, prepare=writer.prepare)
     with contextlib.closing(chunks):
         for chunk in chunks:
             with transaction.atomic() if atomic_chunks else contextlib.nullcontext():
