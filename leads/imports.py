@@ -9,10 +9,13 @@ a phone already in the account, or earlier in the file, updates that lead (later
 win, empty cells never erase) and never duplicates it.
 
 The writes are set-based, so the number of queries does not grow with the rows: per
-chunk of rows, a staging temp table filled by one COPY (PostgreSQL) or one executemany
-(SQLite), one ``INSERT … SELECT … ON CONFLICT (account_id, phone) DO UPDATE``, one
-statement for new tags and one for the tag links. Parsing (phone numbers are the costly
-part) runs in a thread beside the database writes, one chunk ahead.
+chunk of rows, on PostgreSQL one lookup of the phones that exist, one COPY of the new
+leads straight into the lead table, and for the others a staging temp table filled by
+one COPY and one ``INSERT … SELECT … ON CONFLICT (account_id, phone) DO UPDATE``
+(SQLite: every lead through the staging table, filled by one executemany); then one
+statement for new tags and at most two for the tag links (see LeadWriter). Parsing
+(phone numbers are the costly part) and rendering the COPY text run in a thread
+beside the database writes, one chunk ahead.
 
 Files with more than ``LEAD_IMPORT_SYNC_MAX_ROWS`` data rows become a
 ``LeadImportJob`` that a django-q2 worker runs chunk by chunk (``leads.tasks``).
