@@ -24,6 +24,24 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, interv
         time.sleep(interval)
 
 
+def wait_all_sent(message_ids, *, timeout: float) -> None:
+    """Waits until every message is sent, running the sweeper between looks (every
+    minute in production), so the claims of a killed worker are handed back."""
+    from messaging import tasks
+    from messaging.models import Message
+
+    ids = list(message_ids)
+
+    def all_sent() -> bool:
+        if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == len(ids):
+            return True
+        tasks.requeue_stale_messages()
+        time.sleep(1)
+        return False
+
+    wait_for(all_sent, timeout=timeout, what="every message sent")
+
+
 @contextmanager
 def cluster_log() -> Iterator[IO[bytes]]:
     """A file for clusters' output, removed afterwards; when the block fails, its last

@@ -34,7 +34,7 @@ from messaging.models import Message, WhatsAppConnection
 from messaging.providers import CloudApiProvider
 from tests import workers
 from tests.fake_graph import FakeGraphServer
-from tests.workers import cluster_log, echo_sent_statuses, kill_cluster, wait_for
+from tests.workers import cluster_log, echo_sent_statuses, kill_cluster, wait_all_sent, wait_for
 
 _numbers = itertools.count(1)
 
@@ -382,14 +382,7 @@ def test_a_worker_killed_mid_send_and_restarted_sends_each_message_exactly_once(
                 # claims are stale.
                 time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
 
-                def all_sent() -> bool:
-                    if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == MESSAGES:
-                        return True
-                    tasks.requeue_stale_messages()
-                    time.sleep(1)
-                    return False
-
-                wait_for(all_sent, timeout=90, what="every message sent")
+                wait_all_sent(ids, timeout=90)
                 time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
             finally:
                 kill_cluster(second)
@@ -442,14 +435,7 @@ def test_a_worker_killed_mid_batch_and_restarted_sends_each_message_exactly_once
             try:
                 time.sleep(max(0.0, killed_at + CLAIM_TIMEOUT + 0.5 - time.monotonic()))
 
-                def all_sent() -> bool:
-                    if Message.objects.filter(pk__in=ids, status=Message.Status.SENT).count() == len(ids):
-                        return True
-                    tasks.requeue_stale_messages()  # the sweeper: in batches too
-                    time.sleep(1)
-                    return False
-
-                wait_for(all_sent, timeout=90, what="every message sent")
+                wait_all_sent(ids, timeout=90)
                 time.sleep(1.5)  # duplicate tasks still in flight get their chance to misbehave
             finally:
                 kill_cluster(second)
