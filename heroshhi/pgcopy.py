@@ -33,6 +33,21 @@ def copy_text(value) -> str:
     return copy_escape(str(value))
 
 
+# A slot of copy_line_format's line that each row fills in.
+VARYING = object()
+
+
+def copy_line_format(values: Iterable) -> str:
+    """One COPY line as a ``str.format`` template, for rows that share most values:
+    ``{}`` where a value is VARYING, every other value rendered once (braces doubled)."""
+    return (
+        "\t".join(
+            "{}" if value is VARYING else copy_text(value).replace("{", "{{").replace("}", "}}") for value in values
+        )
+        + "\n"
+    )
+
+
 def copy_lines(rows: Iterable[Iterable]) -> str:
     """Rows of prepared values as COPY text lines."""
     return "".join(["\t".join([copy_text(value) for value in row]) + "\n" for row in rows])

@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from heroshhi.errors import DomainError, NotFound, PermissionDenied, ValidationFailed
-from heroshhi.pgcopy import copy_escape, copy_lines, copy_text
+from heroshhi.pgcopy import VARYING, copy_escape, copy_line_format, copy_lines
 from heroshhi.text import clean_text
 from leads.models import Lead, LeadImportJob, Tag
 from leads.phones import InvalidPhone, display_phone, to_e164
@@ -298,8 +298,8 @@ class ParsedChunk:
     good_rows: int = 0
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     # Set by LeadWriter.prepare, in the parsing thread: the time its leads are written
-    # with, its phones in order, and on PostgreSQL each lead's id and COPY line should
-    # it be new.
+    # with and, on PostgreSQL, its phones in order and each lead's id and COPY line
+    # should it be new.
     written_at: datetime | None = None
     phones: list[str] = field(default_factory=list)
     new_ids: dict[str, str] = field(default_factory=dict)
@@ -665,10 +665,7 @@ class LeadWriter:
         if not rows:
             return
         if self.postgres:
-            blocks = (
-                copy_lines(rows[start : start + _COPY_BLOCK_ROWS]) for start in range(0, len(rows), _COPY_BLOCK_ROWS)
-            )
-            self._copy(cursor, table, columns, blocks)
+            self._copy(cursor, table, columns, map(copy_lines, _blocks(rows)))
         else:
             cursor.executemany(
                 f"INSERT INTO {self.qn(table)} VALUES ({', '.join(['%s'] * len(columns))})",  # noqa: S608
@@ -687,16 +684,21 @@ class LeadWriter:
         the writes (see ParsedChunk). On PostgreSQL each lead's COPY line as a new lead
         is rendered here from a line made once, with the values every lead shares."""
         chunk.written_at = timezone.now()
-        chunk.phones = sorted(chunk.leads)  # index locality
         if not self.postgres:
             return
+        chunk.phones = sorted(chunk.leads)  # index locality
         chunk.new_ids = dict(zip(chunk.phones, _new_ids(len(chunk.phones)), strict=True))
-        constants = [
-            copy_text(value).replace("{", "{{").replace("}", "}}")
-            for value in (self.account_pk, chunk.written_at, chunk.written_at, *self.defaults.values())
-        ]
-        # id, account, then phone … notes (STAGED_FIELDS' order), then the rest.
-        fill = ("\t".join(["{}", constants[0], *["{}"] * (1 + len(STAGED_FIELDS)), *constants[1:]]) + "\n").format
+        # new_lead_columns: id, account, then phone … notes (STAGED_FIELDS' order), then the rest.
+        fill = copy_line_format(
+            [
+                VARYING,
+                self.account_pk,
+                *[VARYING] * (1 + len(STAGED_FIELDS)),
+                chunk.written_at,
+                chunk.written_at,
+                *self.defaults.values(),
+            ]
+        ).format
         escape, pending, leads, lines = copy_escape, str(Lead.Status.PENDING.value), chunk.leads, chunk.new_lines
         for phone, lead_id in chunk.new_ids.items():
             name, email, source, inquiry, segment, status, assignee, notes, _tags = leads[phone]
@@ -722,11 +724,10 @@ class LeadWriter:
         return found
 
     def write(self, chunk: ParsedChunk) -> int:
-        """Upserts the chunk's leads and links their tags; answers how many leads it created."""
+        """Upserts the chunk's leads (a chunk ``prepare`` has seen) and links their tags;
+        answers how many leads it created."""
         if not chunk.leads:
             return 0
-        if chunk.written_at is None:
-            self.prepare(chunk)
         now_db = Lead._meta.get_field("updated_at").get_db_prep_save(chunk.written_at, connection)
         with connection.cursor() as cursor:
             if self.postgres:
@@ -749,10 +750,7 @@ class LeadWriter:
         new_phones = [phone for phone in chunk.phones if phone not in existing]
         if new_phones:
             lines = chunk.new_lines
-            blocks = (
-                "".join([lines[phone] for phone in new_phones[start : start + _COPY_BLOCK_ROWS]])
-                for start in range(0, len(new_phones), _COPY_BLOCK_ROWS)
-            )
+            blocks = ("".join([lines[phone] for phone in block]) for block in _blocks(new_phones))
             try:
                 with transaction.atomic(savepoint=True):
                     self._copy(cursor, self.lead_table_name, self.new_lead_columns, blocks)
@@ -845,6 +843,12 @@ class LeadWriter:
             self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
             cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
             cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
+
+
+def _blocks(items: list) -> Iterator[list]:
+    """The items _COPY_BLOCK_ROWS at a time: a COPY is sent block by block."""
+    for start in range(0, len(items), _COPY_BLOCK_ROWS):
+        yield items[start : start + _COPY_BLOCK_ROWS]
 
 
 def _phone_array(phones: Iterable[str]) -> str:

@@ -44,7 +44,7 @@ from campaigns.selectors.broadcasts import (
 from campaigns.services import dispatch_at, dispatcher_ensure
 from campaigns.services.variables import render_param, render_variables, select_related_for, variables_check
 from heroshhi.errors import DomainError, ValidationFailed
-from heroshhi.pgcopy import copy_escape, copy_text
+from heroshhi.pgcopy import VARYING, copy_escape, copy_line_format, copy_text
 from heroshhi.text import clean_text
 from leads.selectors import lead_scope
 from messaging.models import Message, Template
@@ -412,13 +412,7 @@ class _OutboxWriter:
         if self.copy:
             # One COPY line with a {} where each varying value goes, in column order.
             varying = {index for index, _ in self.slots.values()}
-            self.line = (
-                "\t".join(
-                    "{}" if i in varying else copy_text(value).replace("{", "{{").replace("}", "}}")
-                    for i, value in enumerate(self.constants)
-                )
-                + "\n"
-            )
+            self.line = copy_line_format([VARYING if i in varying else value for i, value in enumerate(self.constants)])
             self.order = sorted(self.slots, key=lambda attname: self.slots[attname][0])
             params_index = self.slots["template_params"][0]
             self.no_params = copy_text(self.constants[params_index])
