@@ -573,6 +573,38 @@ def test_an_import_growing_a_table_that_looked_empty_checks_each_tag_link_by_ind
         assert read <= 300_000, read
 
 
+@pytest.mark.django_db
+def test_the_writes_get_the_gil_back_quickly_while_the_parser_runs_and_the_setting_is_restored(owner, monkeypatch):
+    """The parsing thread and the writes share the GIL: during an import the switch
+    interval is short, so the writing thread is not kept waiting 5 ms after each
+    statement; afterwards it is what it was, even when the import fails, and two imports
+    at once restore it only when the last one ends."""
+    before = sys.getswitchinterval()
+    during = []
+    real_write = imports.LeadWriter.write
+
+    def write(self, chunk):
+        during.append(sys.getswitchinterval())
+        return real_write(self, chunk)
+
+    monkeypatch.setattr(imports.LeadWriter, "write", write)
+    report = import_csv(owner, make_csv("name,phone", *[f"Lead {i},{phone(i)}" for i in range(1500)]))
+    assert report.created == 1500
+    assert len(during) == 2  # chunks of 1,000 then 2,000 rows
+    assert max(during) <= 0.0005 < before
+    assert sys.getswitchinterval() == before
+
+    with pytest.raises(ValidationFailed):
+        import_csv(owner, make_csv("name,phone", "A,98765 00001", "B," + "9" * 200_000))  # csv: field too large
+    assert sys.getswitchinterval() == before
+
+    with imports._short_switch_interval():
+        with imports._short_switch_interval():
+            assert sys.getswitchinterval() <= 0.0005
+        assert sys.getswitchinterval() <= 0.0005  # the other import still runs
+    assert sys.getswitchinterval() == before
+
+
 def lead_rows_read() -> int:
     """Lead rows this transaction has read so far (PostgreSQL; 0 elsewhere), by
     sequential and index scans."""
