@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import Broadcast
 from campaigns.services import broadcasts as services
+from campaigns.tests.helpers import approved_template
 from leads.tests.factories import LeadFactory, TagFactory
 from messaging.models import Message, Template
 from tests.pages import page_text
@@ -35,17 +36,6 @@ def open_lead(account, **fields):
     """A lead who wrote an hour ago: a text reaches them."""
     fields.setdefault("last_inbound_at", timezone.now() - timedelta(hours=1))
     return LeadFactory(account=account, **fields)
-
-
-def approved_template(account, name="offer", body="Hi {{1}}, {{2}} off this week.") -> Template:
-    return Template.objects.create(
-        account=account,
-        name=name,
-        language="en_US",
-        status=Template.Status.APPROVED,
-        components=[{"type": "BODY", "text": body}],
-        is_sandbox=True,
-    )
 
 
 def compose(**fields) -> dict:

@@ -28,6 +28,7 @@ from campaigns.services import broadcasts as services
 from campaigns.services.variables import render_variables, unknown_variables
 from campaigns.tasks import broadcasts as tasks
 from campaigns.tasks import dispatch_due
+from campaigns.tests.helpers import approved_template
 from conftest import bearer_client
 from leads.models import Lead
 from leads.tests.factories import LeadFactory, TagFactory
@@ -44,19 +45,6 @@ def open_lead(account, **fields) -> Lead:
     """A lead who wrote an hour ago: the 24-hour window is open."""
     fields.setdefault("last_inbound_at", timezone.now() - timedelta(hours=1))
     return LeadFactory(account=account, **fields)
-
-
-def approved_template(account, name: str = "offer", body: str = "Hi {{1}}, {{2}} off this week.") -> Template:
-    """An approved template of a workspace on the sandbox (as the sandbox lists them:
-    a workspace without any would load the sandbox's own, replacing the others)."""
-    return Template.objects.create(
-        account=account,
-        name=name,
-        language="en_US",
-        status=Template.Status.APPROVED,
-        components=[{"type": "BODY", "text": body}],
-        is_sandbox=True,
-    )
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -18,23 +18,12 @@ from django.utils import timezone
 from accounts.tests.helpers import csrf_from_form
 from campaigns.models import Drip, DripStep, Enrollment
 from campaigns.services.drips import drip_create, drip_enroll
+from campaigns.tests.helpers import approved_template
 from leads.models import Lead
 from leads.tests.factories import LeadFactory
-from messaging.models import Template
 from tests.pages import page_text
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
-
-
-def approved_template(account, name="offer", body="Hi {{1}}, {{2}} off this week.") -> Template:
-    return Template.objects.create(
-        account=account,
-        name=name,
-        language="en_US",
-        status=Template.Status.APPROVED,
-        components=[{"type": "BODY", "text": body}],
-        is_sandbox=True,
-    )
 
 
 def step_rows(*steps: dict, initial: int = 0, extra: int = 0) -> dict:
