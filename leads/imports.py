@@ -797,7 +797,10 @@ class LeadWriter:
             # What these plans depend on is the table's size: one column on a sample of
             # 300 rows gives it in ~5 ms (the whole table's statistics take ~100 times that).
             cursor.execute("SET LOCAL default_statistics_target = 1")
-            cursor.execute(f"ANALYZE {self.lead_table} (id)")
+            # SKIP_LOCKED: never wait. What holds the lock (a VACUUM or ANALYZE of the table,
+            # another import's refresh) refreshes the statistics itself, and an import
+            # holding row locks must not queue behind another one that waits for them.
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {self.lead_table} (id)")
             self.described_rows += self.created_since_analyze
             self.created_since_analyze = 0
 

@@ -605,6 +605,49 @@ def test_the_writes_get_the_gil_back_quickly_while_the_parser_runs_and_the_setti
     assert sys.getswitchinterval() == before
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_statistics_refresh_never_waits_for_whoever_holds_the_tables_maintenance_lock(owner, monkeypatch):
+    """A VACUUM or ANALYZE of the lead table (or another import's refresh) holds the
+    lock an ANALYZE needs: the import skips its refresh instead of queueing behind it
+    (the other one refreshes the statistics itself). Waiting would stall the import for
+    as long as a VACUUM runs, and could deadlock with an import holding row locks. Here
+    another session holds that lock all along, and lock_timeout turns a wait into an
+    error."""
+    monkeypatch.setattr(imports, "ANALYZE_MIN_CREATED", 200)
+    rows = [f"Lead {i},{phone(i)},tag-{i % 3}" for i in range(1500)]
+    source = imports.CsvSource.from_bytes(make_csv("name,phone,tags", *rows))
+    holder = None
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        params = connection.get_connection_params()
+        holder = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+        holder.execute(f"LOCK TABLE {Lead._meta.db_table} IN SHARE UPDATE EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+    analyzed = []
+    real_refresh = imports.LeadWriter._refresh_statistics
+
+    def refresh(self, cursor):
+        before = self.created_since_analyze
+        real_refresh(self, cursor)
+        analyzed.append(self.created_since_analyze < before)
+
+    monkeypatch.setattr(imports.LeadWriter, "_refresh_statistics", refresh)
+    try:
+        report = imports.lead_import_stream(account=owner.account, stream=source.stream, chunk_rows=500)
+    finally:
+        if holder is not None:
+            holder.close()
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+
+    assert (report.created, report.updated, report.skipped) == (1500, 0, 0)
+    assert Lead.tags.through.objects.filter(lead__account=owner.account).count() == 1500
+    if connection.vendor == "postgresql":
+        assert True in analyzed  # the refresh was reached (and skipped, not waited for)
+
+
 def lead_rows_read() -> int:
     """Lead rows this transaction has read so far (PostgreSQL; 0 elsewhere), by
     sequential and index scans."""
