@@ -13,7 +13,9 @@ chunk of rows, on PostgreSQL one lookup of the phones that exist, one COPY of th
 leads straight into the lead table, and for the others a staging temp table filled by
 one COPY and one ``INSERT … SELECT … ON CONFLICT (account_id, phone) DO UPDATE``
 (SQLite: every lead through the staging table, filled by one executemany); then one
-statement for new tags and at most two for the tag links (see LeadWriter). Parsing
+statement for new tags and at most two for the tag links (see LeadWriter). On
+PostgreSQL an import that has grown the lead table fourfold also refreshes its
+statistics (two statements; LeadWriter._refresh_statistics). Parsing
 (phone numbers are the costly part) and rendering the COPY text run in a thread
 beside the database writes, one chunk ahead.
 
