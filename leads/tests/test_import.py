@@ -554,8 +554,7 @@ def test_an_import_growing_a_table_that_looked_empty_checks_each_tag_link_by_ind
     if postgres:
         with connection.cursor() as cursor:
             cursor.execute(f"VACUUM ANALYZE {Lead._meta.db_table}")  # empty, and its statistics say so
-    rows = [f"Lead {i},{phone(i)},tag-{i % 3}" for i in range(6000)]
-    source = imports.CsvSource.from_bytes(make_csv("name,phone,tags", *rows))
+    source = tagged_leads_source(6000)
 
     with transaction.atomic():
         if postgres:
@@ -614,8 +613,7 @@ def test_the_statistics_refresh_never_waits_for_whoever_holds_the_tables_mainten
     another session holds that lock all along, and lock_timeout turns a wait into an
     error."""
     monkeypatch.setattr(imports, "ANALYZE_MIN_CREATED", 200)
-    rows = [f"Lead {i},{phone(i)},tag-{i % 3}" for i in range(1500)]
-    source = imports.CsvSource.from_bytes(make_csv("name,phone,tags", *rows))
+    source = tagged_leads_source(1500)
     holder = None
     if connection.vendor == "postgresql":
         import psycopg
@@ -646,6 +644,12 @@ def test_the_statistics_refresh_never_waits_for_whoever_holds_the_tables_mainten
     assert Lead.tags.through.objects.filter(lead__account=owner.account).count() == 1500
     if connection.vendor == "postgresql":
         assert True in analyzed  # the refresh was reached (and skipped, not waited for)
+
+
+def tagged_leads_source(count: int) -> imports.CsvSource:
+    """A file of ``count`` new leads, each with one of three tags (a link per lead)."""
+    rows = [f"Lead {i},{phone(i)},tag-{i % 3}" for i in range(count)]
+    return imports.CsvSource.from_bytes(make_csv("name,phone,tags", *rows))
 
 
 def lead_rows_read() -> int:
