@@ -26,6 +26,7 @@ Files with more than ``LEAD_IMPORT_SYNC_MAX_ROWS`` data rows become a
 import codecs
 import contextlib
 import csv
+import gc
 import io
 import logging
 import os
@@ -306,12 +307,16 @@ class ParsedChunk:
     good_rows: int = 0
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     # Set by LeadWriter.prepare, in the parsing thread: the time its leads are written
-    # with and, on PostgreSQL, its phones in order and each lead's id and COPY line
-    # should it be new.
+    # with, its tags (lower-case name → name) and its tagged leads (phone, tags) and, on
+    # PostgreSQL, its phones in order (also as a text[]), each lead's id should it be
+    # new, and its COPY lines as new leads (in the phones' order).
     written_at: datetime | None = None
+    tag_names: dict[str, str] = field(default_factory=dict)
+    tagged: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     phones: list[str] = field(default_factory=list)
+    phone_array: str = "{}"
     new_ids: dict[str, str] = field(default_factory=dict)
-    new_lines: dict[str, str] = field(default_factory=dict)
+    new_lines: list[str] = field(default_factory=list)
 
 
 class RowParser:
@@ -455,33 +460,45 @@ class RowParser:
 
 _DONE = object()
 
-# While the parsing thread runs, the writing thread needs the GIL back after each of
-# its statements and COPY blocks (a few hundred per 100,000 rows); with Python's default
-# switch interval (5 ms) it waited up to that long each time, and the server idled.
+# While an import's parsing thread runs, the interpreter is set for the writes' sake:
+# - The writing thread needs the GIL back after each of its statements and COPY blocks
+#   (a few hundred per 100,000 rows); at Python's default switch interval (5 ms) it
+#   waited up to that long each time while the server idled.
+# - Automatic garbage collection is paused. Parsing allocates a few containers a row, so
+#   the collector ran ~800 times per 100,000 rows, and its full passes over every live
+#   object (six, up to 130 ms each) held the GIL while the writes waited: ~0.75 s of
+#   CPU in all. The parsing thread collects the young generations itself after each
+#   chunk instead, so cyclic garbage (a rejected email's ValidationError, which holds
+#   itself in its error_list) is still freed and memory stays bounded by the chunk.
+# Both settings are process-wide: concurrent imports share them, the last one out
+# restores them.
 _PARSING_SWITCH_INTERVAL = 0.0005
-_switch_interval_lock = threading.Lock()
-_switch_interval_users = 0
-_switch_interval_saved = 0.0
+_bulk_mode_lock = threading.Lock()
+_bulk_mode_users = 0
+_bulk_mode_saved: tuple[float, bool] = (0.0, True)
 
 
 @contextlib.contextmanager
-def _short_switch_interval() -> Iterator[None]:
-    """The interpreter's thread switch interval at most _PARSING_SWITCH_INTERVAL for the
-    block. It is process-wide, so concurrent imports share one setting, restored by
-    the last one out."""
-    global _switch_interval_users, _switch_interval_saved
-    with _switch_interval_lock:
-        if _switch_interval_users == 0:
-            _switch_interval_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_interval_saved, _PARSING_SWITCH_INTERVAL))
-        _switch_interval_users += 1
+def _bulk_mode() -> Iterator[None]:
+    """For the block, the interpreter's thread switch interval at most
+    _PARSING_SWITCH_INTERVAL and automatic garbage collection paused (see above)."""
+    global _bulk_mode_users, _bulk_mode_saved
+    with _bulk_mode_lock:
+        if _bulk_mode_users == 0:
+            _bulk_mode_saved = (sys.getswitchinterval(), gc.isenabled())
+            sys.setswitchinterval(min(_bulk_mode_saved[0], _PARSING_SWITCH_INTERVAL))
+            gc.disable()
+        _bulk_mode_users += 1
     try:
         yield
     finally:
-        with _switch_interval_lock:
-            _switch_interval_users -= 1
-            if _switch_interval_users == 0:
-                sys.setswitchinterval(_switch_interval_saved)
+        with _bulk_mode_lock:
+            _bulk_mode_users -= 1
+            if _bulk_mode_users == 0:
+                switch_interval, collecting = _bulk_mode_saved
+                sys.setswitchinterval(switch_interval)
+                if collecting:
+                    gc.enable()
 
 
 def _parsed_chunks(
@@ -519,11 +536,13 @@ def _parsed_chunks(
                 chunk = parser.parse(batch)
                 prepare(chunk)
                 put(chunk)
+                del batch  # freed before the collection would walk it
+                gc.collect(1)  # the young generations: see _bulk_mode
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
 
-    with _short_switch_interval():
+    with _bulk_mode():
         thread = threading.Thread(target=produce, name="lead-import-parser", daemon=True)
         thread.start()
         try:
@@ -725,9 +744,16 @@ class LeadWriter:
         the writes (see ParsedChunk). On PostgreSQL each lead's COPY line as a new lead
         is rendered here from a line made once, with the values every lead shares."""
         chunk.written_at = timezone.now()
+        tag_names, tagged = chunk.tag_names, chunk.tagged
+        for phone, staged in chunk.leads.items():
+            if tags := staged[_TAGS]:
+                tagged.append((phone, tags))
+                for key, tag in tags.items():
+                    tag_names.setdefault(key, tag)
         if not self.postgres:
             return
         chunk.phones = sorted(chunk.leads)  # index locality
+        chunk.phone_array = _phone_array(chunk.phones)
         chunk.new_ids = dict(zip(chunk.phones, _new_ids(len(chunk.phones)), strict=True))
         # new_lead_columns: id, account, then phone … notes (STAGED_FIELDS' order), then the rest.
         fill = copy_line_format(
@@ -740,20 +766,23 @@ class LeadWriter:
                 *self.defaults.values(),
             ]
         ).format
-        escape, pending, leads, lines = copy_escape, str(Lead.Status.PENDING.value), chunk.leads, chunk.new_lines
+        escape, pending, leads = copy_escape, str(Lead.Status.PENDING.value), chunk.leads
+        add_line = chunk.new_lines.append
         for phone, lead_id in chunk.new_ids.items():
             name, email, source, inquiry, segment, status, assignee, notes, _tags = leads[phone]
-            lines[phone] = fill(
-                lead_id,
-                phone,
-                escape(name),
-                escape(email) if email else "",
-                escape(source) if source else "",
-                escape(inquiry) if inquiry else "",
-                segment or "",
-                status or pending,
-                assignee or "\\N",
-                escape(notes) if notes else "",
+            add_line(
+                fill(
+                    lead_id,
+                    phone,
+                    escape(name),
+                    escape(email) if email else "",
+                    escape(source) if source else "",
+                    escape(inquiry) if inquiry else "",
+                    segment or "",
+                    status or pending,
+                    assignee or "\\N",
+                    escape(notes) if notes else "",
+                )
             )
 
     def _tag_map(self, cursor) -> dict[str, Any]:
@@ -773,12 +802,12 @@ class LeadWriter:
         with connection.cursor() as cursor:
             if self.postgres:
                 self._refresh_statistics(cursor)
-                created, lead_ids, copied = self._write_leads_postgres(cursor, chunk, now_db)
+                created, existing_ids = self._write_leads_postgres(cursor, chunk, now_db)
                 self.created_since_analyze += created
             else:
                 created, _ = self._upsert_staged(cursor, chunk.leads, now_db)
-                lead_ids, copied = None, ()
-            self._write_tags(cursor, chunk.leads, lead_ids, copied, now_db)
+                existing_ids = None
+            self._write_tags(cursor, chunk, existing_ids, now_db)
         return created
 
     def _refresh_statistics(self, cursor) -> None:
@@ -806,19 +835,18 @@ class LeadWriter:
             self.described_rows += self.created_since_analyze
             self.created_since_analyze = 0
 
-    def _write_leads_postgres(self, cursor, chunk: ParsedChunk, now_db) -> tuple[int, dict[str, Any], list[str]]:
-        """(leads created, phone → lead id, phones of the leads the COPY created) for a
-        chunk's leads, on PostgreSQL."""
-        leads, account_pk = chunk.leads, self.account_pk
-        cursor.execute(self.find_existing, [account_pk, _phone_array(chunk.phones)])
-        lead_ids: dict[str, Any] = dict(cursor.fetchall())
-        existing = set(lead_ids)
+    def _write_leads_postgres(self, cursor, chunk: ParsedChunk, now_db) -> tuple[int, dict[str, Any]]:
+        """(leads created, phone → id of the leads that were not created by the COPY) for
+        a chunk's leads, on PostgreSQL. The COPY's leads have the ids ``prepare`` gave."""
+        leads, account_pk, phones = chunk.leads, self.account_pk, chunk.phones
+        cursor.execute(self.find_existing, [account_pk, chunk.phone_array])
+        existing_ids: dict[str, Any] = dict(cursor.fetchall())
         created = 0
-        copied: list[str] = []
-        new_phones = [phone for phone in chunk.phones if phone not in existing]
-        if new_phones:
+        if len(existing_ids) < len(phones):
             lines = chunk.new_lines
-            blocks = ("".join([lines[phone] for phone in block]) for block in _blocks(new_phones))
+            if existing_ids:
+                lines = [line for phone, line in zip(phones, lines, strict=True) if phone not in existing_ids]
+            blocks = map("".join, _blocks(lines))
             try:
                 with transaction.atomic(savepoint=True):
                     self._copy(cursor, self.lead_table_name, self.new_lead_columns, blocks)
@@ -827,22 +855,21 @@ class LeadWriter:
                     raise
                 # Another writer added one of these phones since the SELECT: they all
                 # go through the upsert, which updates that one.
-                existing.update(new_phones)
+                existing_ids = dict.fromkeys(phones)
             else:
-                created = len(new_phones)
-                lead_ids.update((phone, chunk.new_ids[phone]) for phone in new_phones)
-                copied = new_phones
-        if existing:
-            inserted, returned = self._upsert_staged(cursor, {p: leads[p] for p in existing}, now_db)
+                created = len(lines)
+        if existing_ids:
+            existing = list(existing_ids)
+            inserted, returned = self._upsert_staged(cursor, {phone: leads[phone] for phone in existing}, now_db)
             created += inserted
             # The ids of leads inserted or changed (a lead deleted since the SELECT was
             # inserted again, with a new id).
-            lead_ids.update((phone, lead_id) for lead_id, phone, _ in returned)
-            missing = [phone for phone in existing if phone not in lead_ids]
+            existing_ids.update((phone, lead_id) for lead_id, phone, _ in returned)
+            missing = [phone for phone in existing if existing_ids[phone] is None]
             if missing:  # only after a lost race: leads added by another writer, left unchanged
                 cursor.execute(self.find_existing, [account_pk, _phone_array(missing)])
-                lead_ids.update(cursor.fetchall())
-        return created, lead_ids, copied
+                existing_ids.update(cursor.fetchall())
+        return created, existing_ids
 
     def _upsert_staged(self, cursor, leads: dict[str, list], now_db) -> tuple[int, list[tuple]]:
         """Stages the leads (one COPY or executemany) and upserts them (one statement);
@@ -874,24 +901,19 @@ class LeadWriter:
         cursor.execute(f"DROP TABLE {self.qn(self.STAGE)}")
         return created, returned
 
-    def _write_tags(
-        self, cursor, leads: dict[str, list], lead_ids: dict[str, Any] | None, copied: Iterable[str], now_db
-    ) -> None:
+    def _write_tags(self, cursor, chunk: ParsedChunk, existing_ids: dict[str, Any] | None, now_db) -> None:
         """Creates the chunk's new tags (one statement) and links the leads to their
-        tags: the leads this chunk's COPY created by one COPY straight into the link
-        table (nothing can be linked to them yet), the others by one COPY into a
-        staging table and one INSERT … SELECT … ON CONFLICT DO NOTHING."""
-        tag_names: dict[str, str] = {}
-        for staged in leads.values():
-            if staged[_TAGS]:
-                for key, tag in staged[_TAGS].items():
-                    tag_names.setdefault(key, tag)
-        if not tag_names:
+        tags: on PostgreSQL the leads this chunk's COPY created (those not in
+        ``existing_ids``) by one COPY straight into the link table (nothing can be
+        linked to them yet), the others by one COPY into a staging table and one
+        INSERT … SELECT … ON CONFLICT DO NOTHING; on SQLite every link that way, by
+        phone (``existing_ids`` None)."""
+        if not chunk.tag_names:
             return
         account_pk = self.account_pk
         if self.tag_ids is None:
             self.tag_ids = self._tag_map(cursor)
-        missing = [tag for key, tag in tag_names.items() if key not in self.tag_ids]
+        missing = [tag for key, tag in chunk.tag_names.items() if key not in self.tag_ids]
         if missing:
             cursor.executemany(
                 self.insert_tags,
@@ -899,18 +921,29 @@ class LeadWriter:
             )
             self.tag_ids = self._tag_map(cursor)
         tag_ids = self.tag_ids
-        copied = set(copied)
-        new_links, links = [], []
-        for phone, staged in leads.items():
-            if staged[_TAGS]:
-                lead = phone if lead_ids is None else lead_ids[phone]
-                (new_links if phone in copied else links).extend((lead, tag_ids[key]) for key in staged[_TAGS])
-        self._fill(cursor, self.link_table, ["lead_id", "tag_id"], new_links)
-        if links:
+        if existing_ids is None:
+            links = [(phone, tag_ids[key]) for phone, tags in chunk.tagged for key in tags]
             cursor.execute(self.create_stage_tags)
             self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
-            cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
-            cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
+        else:
+            # COPY lines written here: a lead id (a str, or psycopg's UUID) and a tag id
+            # (an integer) need no escaping.
+            new_links, links = [], []
+            new_ids = chunk.new_ids
+            for phone, tags in chunk.tagged:
+                if phone not in existing_ids:  # created by the COPY
+                    lead_id = new_ids[phone]
+                    new_links += [f"{lead_id}\t{tag_ids[key]}\n" for key in tags]
+                elif (lead_id := existing_ids[phone]) is not None:  # None: deleted meanwhile
+                    links += [f"{lead_id}\t{tag_ids[key]}\n" for key in tags]
+            if new_links:
+                self._copy(cursor, self.link_table, ["lead_id", "tag_id"], map("".join, _blocks(new_links)))
+            if not links:
+                return
+            cursor.execute(self.create_stage_tags)
+            self._copy(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], map("".join, _blocks(links)))
+        cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
+        cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
 
 
 def _blocks(items: list) -> Iterator[list]:

@@ -5,14 +5,17 @@ writes, background jobs (django-q2 in sync mode and a real qcluster worker) and 
 formula-safe export."""
 
 import csv
+import gc
 import io
 import random
 import subprocess
 import sys
 import time
 import uuid
+import weakref
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -573,35 +576,85 @@ def test_an_import_growing_a_table_that_looked_empty_checks_each_tag_link_by_ind
 
 
 @pytest.mark.django_db
-def test_the_writes_get_the_gil_back_quickly_while_the_parser_runs_and_the_setting_is_restored(owner, monkeypatch):
+def test_during_an_import_the_gil_comes_back_quickly_and_the_collector_waits_and_both_are_restored(owner, monkeypatch):
     """The parsing thread and the writes share the GIL: during an import the switch
     interval is short, so the writing thread is not kept waiting 5 ms after each
-    statement; afterwards it is what it was, even when the import fails, and two imports
-    at once restore it only when the last one ends."""
+    statement, and automatic garbage collection is paused, so its passes over every
+    live object do not hold the GIL while the server waits. Afterwards both are what
+    they were, even when the import fails, and two imports at once restore them only
+    when the last one ends; an application that had paused the collector keeps it paused."""
     before = sys.getswitchinterval()
+    assert gc.isenabled()
     during = []
     real_write = imports.LeadWriter.write
 
     def write(self, chunk):
-        during.append(sys.getswitchinterval())
+        during.append((sys.getswitchinterval(), gc.isenabled()))
         return real_write(self, chunk)
 
     monkeypatch.setattr(imports.LeadWriter, "write", write)
     report = import_csv(owner, make_csv("name,phone", *[f"Lead {i},{phone(i)}" for i in range(1500)]))
     assert report.created == 1500
     assert len(during) == 2  # chunks of 1,000 then 2,000 rows
-    assert max(during) <= 0.0005 < before
-    assert sys.getswitchinterval() == before
+    assert max(interval for interval, _ in during) <= 0.0005 < before
+    assert not any(collecting for _, collecting in during)
+    assert (sys.getswitchinterval(), gc.isenabled()) == (before, True)
 
     with pytest.raises(ValidationFailed):
         import_csv(owner, make_csv("name,phone", "A,98765 00001", "B," + "9" * 200_000))  # csv: field too large
-    assert sys.getswitchinterval() == before
+    assert (sys.getswitchinterval(), gc.isenabled()) == (before, True)
 
-    with imports._short_switch_interval():
-        with imports._short_switch_interval():
+    with imports._bulk_mode():
+        with imports._bulk_mode():
             assert sys.getswitchinterval() <= 0.0005
+            assert not gc.isenabled()
         assert sys.getswitchinterval() <= 0.0005  # the other import still runs
-    assert sys.getswitchinterval() == before
+        assert not gc.isenabled()
+    assert (sys.getswitchinterval(), gc.isenabled()) == (before, True)
+
+    gc.disable()
+    try:
+        with imports._bulk_mode():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.django_db
+def test_with_the_collector_paused_each_chunks_cyclic_garbage_is_still_freed(owner, monkeypatch):
+    """Rejecting an unusual email address goes through Django's validate_email, whose
+    ValidationError is a reference cycle (its error_list holds it). With automatic
+    collection paused, the parsing thread collects after each chunk, so those objects
+    do not pile up over a large import: memory stays bounded by the chunk."""
+    rejected = []  # weak references: counting them must not keep them alive
+    real_validate_email = imports.validate_email
+
+    def validate_email(value):
+        try:
+            real_validate_email(value)
+        except DjangoValidationError as exc:
+            rejected.append(weakref.ref(exc))
+            raise
+
+    alive = []
+    real_write = imports.LeadWriter.write
+
+    def write(self, chunk):
+        alive.append(sum(1 for ref in rejected if ref() is not None))
+        return real_write(self, chunk)
+
+    monkeypatch.setattr(imports, "validate_email", validate_email)
+    monkeypatch.setattr(imports.LeadWriter, "write", write)
+    rows = [f"Lead {i},{phone(i)}," + ("bad@@example.com" if i % 2 else "") for i in range(8000)]
+    report = imports.lead_import_stream(
+        account=owner.account, stream=io.BytesIO(make_csv("name,phone,email", *rows)), chunk_rows=1000
+    )
+    assert report.error_count == 4000
+    assert len(alive) == 8  # each chunk has 500 good rows
+    # At most the rejected rows of the chunks in flight; without the collections the last
+    # chunk's write saw all 3,500 of the chunks before it.
+    assert max(alive) <= 1500, alive
 
 
 @pytest.mark.django_db(transaction=True)
@@ -706,14 +759,16 @@ def factory_phones(start: int, count: int):
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_mid_import_leaves_nothing_written(owner, monkeypatch):
     LeadFactory(account=owner.account, phone=e164(1), name="Before")
-    real_fill = imports.LeadWriter._fill
+    # The links are staged by COPY on PostgreSQL, by executemany on SQLite.
+    for method in ("_copy", "_fill"):
+        real = getattr(imports.LeadWriter, method)
 
-    def fill_then_fail(self, cursor, table, columns, rows):
-        if table == self.STAGE_TAGS:  # after the leads were upserted
-            raise IntegrityError("simulated failure while linking tags")
-        return real_fill(self, cursor, table, columns, rows)
+        def fill_then_fail(self, cursor, table, columns, rows, real=real):
+            if table == self.STAGE_TAGS:  # after the leads were upserted
+                raise IntegrityError("simulated failure while linking tags")
+            return real(self, cursor, table, columns, rows)
 
-    monkeypatch.setattr(imports.LeadWriter, "_fill", fill_then_fail)
+        monkeypatch.setattr(imports.LeadWriter, method, fill_then_fail)
     content = make_csv("name,phone,tags", f"After,{phone(1)},x", f"New,{phone(2)},y")
     with pytest.raises(IntegrityError):
         import_csv(owner, content)
