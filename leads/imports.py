@@ -278,7 +278,10 @@ def _valid_email(email: str) -> bool:
         return True
     try:
         validate_email(email)
-    except ValidationError:
+    except ValidationError as exc:
+        # The error holds itself (its error_list), so it lives until the collector frees
+        # it, and with it its traceback: the parser's frame, and so the chunk's rows.
+        exc.__traceback__ = None
         return False
     return True
 
@@ -467,9 +470,9 @@ _DONE = object()
 # - Automatic garbage collection is paused. Parsing allocates a few containers a row, so
 #   the collector ran ~800 times per 100,000 rows, and its full passes over every live
 #   object (six, up to 130 ms each) held the GIL while the writes waited: ~0.75 s of
-#   CPU in all. The parsing thread collects the young generations itself after each
-#   chunk instead, so cyclic garbage (a rejected email's ValidationError, which holds
-#   itself in its error_list) is still freed and memory stays bounded by the chunk.
+#   CPU in all. The parsing thread collects the young generations itself for each
+#   chunk instead (~5 ms), so cyclic garbage (a rejected email's ValidationError, which
+#   holds itself in its error_list) is still freed and memory stays bounded by the chunk.
 # Both settings are process-wide: concurrent imports share them, the last one out
 # restores them.
 _PARSING_SWITCH_INTERVAL = 0.0005
@@ -534,10 +537,12 @@ def _parsed_chunks(
                 if not batch:
                     break
                 chunk = parser.parse(batch)
-                prepare(chunk)
-                put(chunk)
                 del batch  # freed before the collection would walk it
-                gc.collect(1)  # the young generations: see _bulk_mode
+                prepare(chunk)
+                # The young generations (see _bulk_mode), while the writes of the chunk
+                # before run: once this one is handed over they would wait for it.
+                gc.collect(1)
+                put(chunk)
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)

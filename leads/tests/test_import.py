@@ -621,6 +621,29 @@ def test_during_an_import_the_gil_comes_back_quickly_and_the_collector_waits_and
         gc.enable()
 
 
+def test_a_rejected_email_does_not_keep_its_callers_data_alive():
+    """validate_email's ValidationError holds itself, so only the collector frees it, and
+    its traceback held the frames that raised it, the parser's with them: a chunk's rows
+    lived until the next collection. Without its traceback, the caller's data goes as
+    soon as the caller returns."""
+
+    class Rows:
+        pass
+
+    def parse(rows):
+        return imports._valid_email("bad@@example.com")
+
+    gc.disable()
+    try:
+        rows = Rows()
+        freed = weakref.ref(rows)
+        assert parse(rows) is False
+        del rows
+        assert freed() is None
+    finally:
+        gc.enable()
+
+
 @pytest.mark.django_db
 def test_with_the_collector_paused_each_chunks_cyclic_garbage_is_still_freed(owner, monkeypatch):
     """Rejecting an unusual email address goes through Django's validate_email, whose
