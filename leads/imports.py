@@ -474,7 +474,8 @@ _DONE = object()
 #   chunk instead (~5 ms), so cyclic garbage (a rejected email's ValidationError, which
 #   holds itself in its error_list) is still freed and memory stays bounded by the chunk.
 # Both settings are process-wide: concurrent imports share them, the last one out
-# restores them.
+# restores them. An import in a web request is small (LEAD_IMPORT_SYNC_MAX_ROWS) and
+# ends within a second or so; a large one runs in a django-q2 worker process.
 _PARSING_SWITCH_INTERVAL = 0.0005
 _bulk_mode_lock = threading.Lock()
 _bulk_mode_users = 0
