@@ -745,6 +745,10 @@ class LeadWriter:
             for block in blocks:
                 copy.write(block)
 
+    def _copy_lines(self, cursor, table: str, columns: list[str], lines: list[str]) -> None:
+        """One COPY of lines already rendered, sent _COPY_BLOCK_ROWS at a time."""
+        self._copy(cursor, table, columns, map("".join, _blocks(lines)))
+
     def prepare(self, chunk: ParsedChunk) -> None:
         """The chunk's work that needs no database, done by the parsing thread ahead of
         the writes (see ParsedChunk). On PostgreSQL each lead's COPY line as a new lead
@@ -852,10 +856,9 @@ class LeadWriter:
             lines = chunk.new_lines
             if existing_ids:
                 lines = [line for phone, line in zip(phones, lines, strict=True) if phone not in existing_ids]
-            blocks = map("".join, _blocks(lines))
             try:
                 with transaction.atomic(savepoint=True):
-                    self._copy(cursor, self.lead_table_name, self.new_lead_columns, blocks)
+                    self._copy_lines(cursor, self.lead_table_name, self.new_lead_columns, lines)
             except Exception as exc:
                 if not _is_unique_violation(exc):
                     raise
@@ -865,13 +868,12 @@ class LeadWriter:
             else:
                 created = len(lines)
         if existing_ids:
-            existing = list(existing_ids)
-            inserted, returned = self._upsert_staged(cursor, {phone: leads[phone] for phone in existing}, now_db)
+            inserted, returned = self._upsert_staged(cursor, {phone: leads[phone] for phone in existing_ids}, now_db)
             created += inserted
             # The ids of leads inserted or changed (a lead deleted since the SELECT was
             # inserted again, with a new id).
             existing_ids.update((phone, lead_id) for lead_id, phone, _ in returned)
-            missing = [phone for phone in existing if existing_ids[phone] is None]
+            missing = [phone for phone, lead_id in existing_ids.items() if lead_id is None]
             if missing:  # only after a lost race: leads added by another writer, left unchanged
                 cursor.execute(self.find_existing, [account_pk, _phone_array(missing)])
                 existing_ids.update(cursor.fetchall())
@@ -927,7 +929,7 @@ class LeadWriter:
             )
             self.tag_ids = self._tag_map(cursor)
         tag_ids = self.tag_ids
-        if existing_ids is None:
+        if not self.postgres:
             links = [(phone, tag_ids[key]) for phone, tags in chunk.tagged for key in tags]
             cursor.execute(self.create_stage_tags)
             self._fill(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
@@ -943,11 +945,11 @@ class LeadWriter:
                 elif (lead_id := existing_ids[phone]) is not None:  # None: deleted meanwhile
                     links += [f"{lead_id}\t{tag_ids[key]}\n" for key in tags]
             if new_links:
-                self._copy(cursor, self.link_table, ["lead_id", "tag_id"], map("".join, _blocks(new_links)))
+                self._copy_lines(cursor, self.link_table, ["lead_id", "tag_id"], new_links)
             if not links:
                 return
             cursor.execute(self.create_stage_tags)
-            self._copy(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], map("".join, _blocks(links)))
+            self._copy_lines(cursor, self.STAGE_TAGS, [self.link_key, "tag_id"], links)
         cursor.execute(self.link_tags, [] if self.postgres else [account_pk])
         cursor.execute(f"DROP TABLE {self.qn(self.STAGE_TAGS)}")
 
